@@ -1,0 +1,1 @@
+"""Benchmarks: comparisons with fossil and git."""

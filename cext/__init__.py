@@ -1,0 +1,4 @@
+"""Compiled per-byte kernels (Cython); they import nothing of the project.
+
+``_delta``: Fossil's delta format (create, apply, output_size, checksum).
+"""

@@ -1,0 +1,7 @@
+"""``python -m herofossil``: the command line."""
+
+import sys
+
+from herofossil.cli import main
+
+sys.exit(main())

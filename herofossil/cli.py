@@ -1,0 +1,490 @@
+"""The ``herofossil`` command line.
+
+Every error is one line on stderr and a non-zero exit code (see ``EXIT_CODES``
+in ``--help``); a traceback appears only for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+import time
+
+from herofossil import errors
+from herofossil.progress import Progress
+
+EPILOG = """\
+The store is STORE (-R), else $HEROFOSSIL_REPO, else the embedded default
+store in $XDG_DATA_HOME/herofossil/default (~/.local/share/...), created on
+first use. Versions (REF) are a check-in id or unique prefix (4+ hex digits),
+a branch, a tag, 'tip', a date 'YYYY-MM-DD[ HH:MM[:SS]]' or 'BRANCH@DATE'.
+
+exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 integrity,
+6 bad delta, 7 parse error, 8 auth, 9 bad path, 10 store unusable,
+130 interrupted.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        where = self.prog.removeprefix("herofossil").strip() or "usage"
+        raise errors.UsageError(f"{where}: {message} (see --help)")
+
+
+def _repo(args, create: bool = False):
+    from herofossil.repo import Repo
+
+    if args.repository is None:
+        return Repo.open(None)
+    return Repo.open(args.repository, create=create)
+
+
+def _progress(args) -> Progress:
+    return Progress(enabled=False if args.quiet else None)
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _report(ci, what: str) -> None:
+    if ci is None:
+        _out(f"{what}: unchanged, no check-in made")
+    else:
+        _out(f"{what}: check-in {ci.id[:12]} on {ci.branch}")
+
+
+# ---- commands
+def cmd_init(args):
+    from herofossil.store.lmdbenv import is_store
+    from herofossil.store.repo import Repo, default_store_path
+
+    path = os.path.abspath(args.repository or default_store_path())
+    if is_store(path):
+        raise errors.UsageError(f"a store already exists at {path}")
+    with Repo.init(path):
+        pass
+    _out(f"created store {path}")
+
+
+def cmd_put(args):
+    if args.file in (None, "-"):
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            with open(args.file, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise errors.NotFoundError(f"cannot read {args.file}: {exc.strerror}") from exc
+    perm = "x" if args.executable else None
+    with _repo(args) as repo:
+        ci = repo.write(args.path, data, expect=args.expect, perm=perm, message=args.message,
+                        branch=args.branch, user=args.user)
+    _report(ci, args.path)
+
+
+def cmd_cat(args):
+    with _repo(args) as repo:
+        data = repo.read(args.path, at=args.at)
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+def cmd_ls(args):
+    with _repo(args) as repo:
+        entries = repo.walk(args.dir or "", at=args.at) if args.recursive else repo.ls(
+            args.dir or "", at=args.at)
+    for e in entries:
+        name = e.path if args.recursive else e.name
+        if e.is_dir:
+            name += "/"
+        if args.long:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.mtime))
+            ident = (e.id or "")[:12].ljust(12)
+            kind = "d" if e.is_dir else {"x": "x", "l": "l"}.get(e.perm, "-")
+            _out(f"{kind} {ident} {e.size:>10} {stamp} {name}")
+        else:
+            _out(name)
+
+
+def cmd_rm(args):
+    with _repo(args) as repo:
+        ci = repo.delete(args.path, expect=args.expect, recursive=args.recursive,
+                         message=args.message, branch=args.branch, user=args.user)
+    _report(ci, f"removed {args.path}")
+
+
+def cmd_mv(args):
+    with _repo(args) as repo:
+        ci = repo.rename(args.src, args.dst, overwrite=args.force, message=args.message,
+                         branch=args.branch, user=args.user)
+    _report(ci, f"moved {args.src} to {args.dst}")
+
+
+def cmd_mkdir(args):
+    with _repo(args) as repo:
+        ci = repo.mkdir(args.path, message=args.message, branch=args.branch, user=args.user)
+    _report(ci, f"folder {args.path}")
+
+
+def cmd_commit(args):
+    with _repo(args) as repo:
+        ci = repo.commit_dir(args.dir, message=args.message, branch=args.branch, user=args.user)
+    _report(ci, args.dir)
+
+
+def cmd_checkout(args):
+    with _repo(args) as repo:
+        n = repo.checkout(args.ref, args.dir, force=args.force)
+    _out(f"wrote {n} files to {args.dir}")
+
+
+def cmd_log(args):
+    with _repo(args) as repo:
+        entries = repo.log(args.path, at=args.at, limit=args.n)
+    for c in entries:
+        if args.oneline:
+            _out(f"{c.id[:12]} {c.date[:19].replace('T', ' ')} [{c.branch}] {c.comment}")
+            continue
+        _out(f"check-in {c.id}")
+        if len(c.parents) > 1:
+            _out("merge:   " + " ".join(p[:12] for p in c.parents))
+        _out(f"date:    {c.date.replace('T', ' ')} UTC")
+        _out(f"user:    {c.user}")
+        _out(f"branch:  {c.branch}" + (f"  tags: {', '.join(c.tags)}" if c.tags else ""))
+        _out()
+        for line in c.comment.splitlines() or [""]:
+            _out("    " + line)
+        _out()
+
+
+def cmd_diff(args):
+    with _repo(args) as repo:
+        changes = repo.diff(args.ref1, args.ref2, args.path)
+        for ch in changes:
+            if args.stat:
+                _out(f"{ch.status} {ch.path}")
+                continue
+            old = repo.artifact(ch.old) if ch.old else b""
+            new = repo.artifact(ch.new) if ch.new else b""
+            if b"\0" in old[:8192] or b"\0" in new[:8192]:
+                _out(f"Binary files a/{ch.path} and b/{ch.path} differ")
+                continue
+            lines = difflib.unified_diff(
+                old.decode("utf-8", "replace").splitlines(keepends=True),
+                new.decode("utf-8", "replace").splitlines(keepends=True),
+                fromfile="/dev/null" if ch.old is None else f"a/{ch.path}",
+                tofile="/dev/null" if ch.new is None else f"b/{ch.path}",
+            )
+            for line in lines:
+                sys.stdout.write(line if line.endswith("\n") else line + "\n\\ No newline\n")
+
+
+def cmd_branch(args):
+    with _repo(args) as repo:
+        if args.action in (None, "list"):
+            tips = repo.branches()
+            for name in sorted(tips):
+                leaves = repo.leaves(name)
+                mark = "*" if name == repo.default_branch else " "
+                fork = f"  ({len(leaves)} leaves: merge to join)" if len(leaves) > 1 else ""
+                _out(f"{mark} {name:<20} {tips[name][:12]}{fork}")
+        elif args.action == "new":
+            if not args.name:
+                raise errors.UsageError("branch new: name the branch")
+            ci = repo.branch_new(args.name, args.at, user=args.user)
+            _out(f"branch {args.name}: check-in {ci.id[:12]}")
+        elif args.action == "leaves":
+            for cid in repo.leaves(args.name):
+                _out(cid)
+
+
+def cmd_tag(args):
+    with _repo(args) as repo:
+        if args.action in (None, "list"):
+            for name, ids in sorted(repo.tags().items()):
+                _out(f"{name:<20} {', '.join(i[:12] for i in ids)}")
+        elif args.action == "add":
+            if not args.name:
+                raise errors.UsageError("tag add: name the tag")
+            repo.tag_add(args.name, args.ref, user=args.user)
+            _out(f"tagged {repo.resolve(args.ref)[:12]} {args.name}")
+        elif args.action == "rm":
+            if not args.name:
+                raise errors.UsageError("tag rm: name the tag")
+            repo.tag_remove(args.name, args.ref, user=args.user)
+            _out(f"removed tag {args.name}")
+
+
+def cmd_merge(args):
+    with _repo(args) as repo:
+        ci = repo.merge(args.ref, branch=args.branch, strategy=args.strategy,
+                        message=args.message, user=args.user)
+    _out(f"merged: check-in {ci.id[:12]} on {ci.branch}")
+
+
+def cmd_verify(args):
+    progress = _progress(args)
+    with _repo(args) as repo:
+        report = repo.verify(progress)
+    progress.close()
+    for p in report.problems:
+        sys.stderr.write(f"herofossil: {p}\n")
+    if not report.ok:
+        raise errors.IntegrityError(f"verify found {len(report.problems)} problem(s)")
+    _out(f"ok: {report.artifacts} artifacts, {report.checkins} check-ins verified"
+         + (f", {report.phantoms} phantoms" if report.phantoms else ""))
+
+
+def cmd_rebuild(args):
+    progress = _progress(args)
+    with _repo(args) as repo:
+        result = repo.rebuild(progress)
+    progress.close()
+    _out(f"rebuilt: {result['artifacts']} artifacts, {result['checkins']} check-ins, "
+         f"{result['branches']} branches")
+
+
+def cmd_stats(args):
+    with _repo(args) as repo:
+        s = repo.stats()
+    if args.json:
+        _out(json.dumps(s, indent=2))
+        return
+    for key, value in s.items():
+        _out(f"{key.replace('_', ' '):<14} {value}")
+
+
+def cmd_export(args):
+    progress = _progress(args)
+    if args.kind == "git":
+        from herofossil.gitimport.cli import cmd_export as git_export
+
+        with _repo(args) as repo:
+            return git_export(repo, args.dir, progress)
+    with _repo(args) as repo:
+        n = repo.export_artifacts(args.dir, progress)
+    progress.close()
+    _out(f"exported {n} artifacts to {args.dir}")
+
+
+def cmd_import(args):
+    progress = _progress(args)
+    if args.kind == "git":
+        from herofossil.gitimport.cli import cmd_import as git_import
+
+        with _repo(args, create=True) as repo:
+            return git_import(repo, args.dir, args.incremental, progress)
+    with _repo(args) as repo:
+        n = repo.import_artifacts(args.dir, progress)
+    progress.close()
+    _out(f"imported {n} new artifacts from {args.dir}")
+
+
+def cmd_git(args):
+    from herofossil.gitimport.cli import cmd_map
+
+    with _repo(args) as repo:
+        cmd_map(repo, args.ref, args.n)
+
+
+def cmd_serve(args):
+    from herofossil.webdav import auth, server
+    from herofossil.webdav.noise import DEFAULT_PATTERNS
+
+    with _repo(args) as repo:
+        if args.add_user or args.remove_user or args.list_users:
+            for spec in args.add_user or []:
+                name, password, rw = auth.parse_user_spec(spec)
+                auth.store_user(repo, name, password, rw)
+                _out(f"user {name}: saved ({'rw' if rw else 'ro'})")
+            for name in args.remove_user or []:
+                if not auth.remove_user(repo, name):
+                    raise errors.NotFoundError(f"no WebDAV user {name!r}")
+                _out(f"user {name}: removed")
+            if args.list_users:
+                for name, access in auth.list_users(repo):
+                    _out(f"{name} {access}")
+            return
+        users = auth.UserDB()
+        users.load(repo)
+        for spec in args.users or []:
+            users.add(*auth.parse_user_spec(spec))
+        server.check_exposure(args.host, users)
+        app = server.make_app(repo, users=users, readonly=args.readonly,
+                              noise_patterns=DEFAULT_PATTERNS + tuple(args.noise or ()))
+        try:
+            srv = server.make_server(app, args.host, args.webdav_port)
+        except OSError as exc:
+            raise errors.UsageError(f"serve: cannot listen on {args.host}:{args.webdav_port}: "
+                                    f"{exc.strerror or exc}") from exc
+        server.serve_forever(srv, _announce)
+
+
+def _announce(line: str) -> None:
+    _out(line)
+    sys.stdout.flush()
+
+
+def cmd_check(args):
+    with _repo(args) as repo:
+        checked, problems = repo.check(args.ref)
+    for p in problems:
+        _out(str(p))
+    if problems:
+        raise errors.ParseError(f"{len(problems)} error(s) in {checked} structured files")
+    _out(f"ok: {checked} structured files parse")
+
+
+# ---- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="herofossil", description="A versioned, content-addressed datastore "
+                "with Fossil-format history.", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-R", "--repository", metavar="STORE", help="the store directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("--version", action="version", version="herofossil 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def cmd(name, fn, help_text, writes=False):
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(fn=fn)
+        sp.add_argument("--user", help="user recorded on check-ins (default: $HEROFOSSIL_USER "
+                        "or the login name)")
+        if writes:
+            sp.add_argument("-m", "--message", help="check-in comment")
+            sp.add_argument("--branch", help="branch to write on (default trunk; a new name "
+                            "starts the branch from trunk's tip)")
+        return sp
+
+    cmd("init", cmd_init, "create a store at STORE (or the default location)")
+    sp = cmd("put", cmd_put, "write FILE (or stdin) at PATH as one check-in", writes=True)
+    sp.add_argument("path")
+    sp.add_argument("file", nargs="?", help="local file to read; '-' or none reads stdin")
+    sp.add_argument("--expect", metavar="ID", help="fail with a conflict unless PATH is at "
+                    "artifact ID ('' = must not exist)")
+    sp.add_argument("-x", "--executable", action="store_true", help="mark the file executable")
+    sp = cmd("cat", cmd_cat, "print the file at PATH")
+    sp.add_argument("path")
+    sp.add_argument("--at", metavar="REF", help="version to read (default: trunk's tip)")
+    sp = cmd("ls", cmd_ls, "list a folder")
+    sp.add_argument("dir", nargs="?")
+    sp.add_argument("--at", metavar="REF")
+    sp.add_argument("-l", "--long", action="store_true", help="kind, id, size and date")
+    sp.add_argument("-r", "--recursive", action="store_true", help="every file below DIR")
+    sp = cmd("rm", cmd_rm, "delete PATH as one check-in", writes=True)
+    sp.add_argument("path")
+    sp.add_argument("-r", "--recursive", action="store_true", help="delete a folder")
+    sp.add_argument("--expect", metavar="ID")
+    sp = cmd("mv", cmd_mv, "move or rename a file or folder as one check-in", writes=True)
+    sp.add_argument("src")
+    sp.add_argument("dst")
+    sp.add_argument("-f", "--force", action="store_true", help="replace an existing DST file")
+    sp = cmd("mkdir", cmd_mkdir, "create an empty folder (kept in history)", writes=True)
+    sp.add_argument("path")
+    sp = cmd("commit", cmd_commit, "make the tip equal to directory DIR, as one check-in",
+             writes=True)
+    sp.add_argument("dir")
+    sp = cmd("checkout", cmd_checkout, "write version REF into directory DIR")
+    sp.add_argument("ref")
+    sp.add_argument("dir")
+    sp.add_argument("-f", "--force", action="store_true", help="write into a non-empty DIR")
+    sp = cmd("log", cmd_log, "history, newest first")
+    sp.add_argument("path", nargs="?", help="only check-ins that changed this file or folder")
+    sp.add_argument("-n", type=int, metavar="N", help="at most N entries")
+    sp.add_argument("--at", metavar="REF", help="start from this version")
+    sp.add_argument("--oneline", action="store_true")
+    sp = cmd("diff", cmd_diff, "differences between two versions (REF2 default: trunk's tip)")
+    sp.add_argument("ref1")
+    sp.add_argument("ref2", nargs="?")
+    sp.add_argument("path", nargs="?")
+    sp.add_argument("--stat", action="store_true", help="only list changed paths")
+    sp = cmd("branch", cmd_branch, "list branches, start one ('new NAME [--at REF]'), "
+             "or list a branch's leaves")
+    sp.add_argument("action", nargs="?", choices=["list", "new", "leaves"])
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--at", metavar="REF", help="where a new branch starts")
+    sp = cmd("tag", cmd_tag, "list tags, or 'add NAME [REF]' / 'rm NAME [REF]'")
+    sp.add_argument("action", nargs="?", choices=["list", "add", "rm"])
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("ref", nargs="?")
+    sp = cmd("merge", cmd_merge, "join REF (default: the other leaf of a forked branch) into "
+             "the branch tip", writes=True)
+    sp.add_argument("ref", nargs="?")
+    sp.add_argument("--strategy", choices=["ours", "theirs"],
+                    help="resolve files changed on both sides (default: refuse)")
+    sp = cmd("check", cmd_check, "parse every HeroScript, TOML and Markdown file at REF and "
+             "print path:line: message for each error")
+    sp.add_argument("ref", nargs="?", help="version to check (default: trunk's tip)")
+    cmd("verify", cmd_verify, "re-hash every artifact and check every index")
+    cmd("rebuild", cmd_rebuild, "regenerate all indexes from the artifacts")
+    sp = cmd("stats", cmd_stats, "counts and sizes")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd("export", cmd_export, "export artifacts DIR: every artifact as a file named by "
+             "its hash (fossil deconstruct layout); export git GITDIR: the history as a Git "
+             "repository (created if missing)")
+    sp.add_argument("kind", choices=["artifacts", "git"])
+    sp.add_argument("dir")
+    sp = cmd("import", cmd_import, "import artifacts DIR: a fossil deconstruct directory; "
+             "import git GITDIR: every branch and tag of a Git repository")
+    sp.add_argument("kind", choices=["artifacts", "git"])
+    sp.add_argument("dir")
+    sp.add_argument("--incremental", action="store_true",
+                    help="git: import only commits new since the last (or an interrupted) import")
+    sp = cmd("git", cmd_git, "git map [REF]: Git commit id and check-in id of each check-in "
+             "reachable from REF, newest first")
+    sp.add_argument("action", choices=["map"])
+    sp.add_argument("ref", nargs="?")
+    sp.add_argument("-n", type=int, metavar="N", help="at most N entries")
+    sp = sub.add_parser("serve", help="serve the store over WebDAV until interrupted",
+                        description="Serve the store over WebDAV (prints 'webdav: URL'). "
+                        "/ is trunk's tip, /.branches/NAME/ other branches (read-write), "
+                        "/.history/REF/ any past version (read-only). Every change is one "
+                        "check-in. Without users access is anonymous and only on loopback. "
+                        "--add-user/--remove-user/--list-users manage users kept (hashed) "
+                        "in the store, then exit.")
+    sp.set_defaults(fn=cmd_serve)
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sp.add_argument("--webdav-port", type=int, default=8023, metavar="N",
+                    help="port (default 8023; 0 picks a free one)")
+    sp.add_argument("--user", dest="users", action="append", metavar="NAME:PASSWORD[:ro|rw]",
+                    help="accept this user for this run (repeatable; rw by default)")
+    sp.add_argument("--readonly", action="store_true", help="refuse every change")
+    sp.add_argument("--noise", action="append", metavar="PATTERN",
+                    help="also keep files matching PATTERN out of history (repeatable; "
+                    "defaults: .DS_Store ._* Thumbs.db desktop.ini ~$* *.swp *.swx ...)")
+    sp.add_argument("--add-user", action="append", metavar="NAME:PASSWORD[:ro|rw]",
+                    help="save a user in the store (password scrypt-hashed), then exit")
+    sp.add_argument("--remove-user", action="append", metavar="NAME",
+                    help="forget a saved user, then exit")
+    sp.add_argument("--list-users", action="store_true", help="list saved users, then exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "fn", None):
+            parser.print_help()
+            return 2
+        args.fn(args)
+        return 0
+    except errors.HeroFossilError as exc:
+        sys.stderr.write(f"herofossil: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("herofossil: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

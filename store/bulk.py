@@ -1,0 +1,133 @@
+"""Bulk writes for importers and sync: many artifacts and check-ins, few transactions.
+
+Operations are queued in memory and applied in one durable, retryable
+transaction per ``flush`` (the batch is bounded, so memory stays bounded).
+Branch tips and their tree indexes are brought up to date on ``close`` (or
+``flush(update_tips=True)``); until then readers keep seeing the previous,
+consistent tips.
+"""
+
+from __future__ import annotations
+
+from herofossil.store import manifest as mf
+from herofossil.store.artifacts import ArtifactWriter
+from herofossil.store.blobs import BlobReader, artifact_id
+from herofossil.store.checkins import DEFAULT_BRANCH, MANIFESTS, CheckinIndex
+from herofossil.store.tree import Tree
+from herofossil.store.writer import fill_tree
+
+
+class BulkWriter:
+    """Queue artifacts, reverse-delta hints and check-ins; apply them in batches."""
+
+    def __init__(self, repo, *, batch_bytes: int = 64 << 20, batch_items: int = 20000):
+        self.repo = repo
+        self._env = repo._env
+        self._db = repo._env.db
+        self.batch_bytes = batch_bytes
+        self.batch_items = batch_items
+        self._ops: list[tuple] = []
+        self._bytes = 0
+        self._branches: set[str] = set()
+        self.checkins_added = 0
+
+    def __enter__(self) -> BulkWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+    def _queue(self, op: tuple, size: int) -> None:
+        self._ops.append(op)
+        self._bytes += size
+        if self._bytes >= self.batch_bytes or len(self._ops) >= self.batch_items:
+            self.flush()
+
+    def add_blob(self, data: bytes) -> str:
+        """Queue a file artifact; returns its id (hex)."""
+        aid = artifact_id(data)
+        self._queue(("blob", aid, data), len(data))
+        return aid.hex()
+
+    def deltify(self, old: str, new: str) -> None:
+        """Queue a hint: store ``old`` as a delta on ``new`` (a newer version of it)."""
+        self._queue(("deltify", bytes.fromhex(old), bytes.fromhex(new)), 0)
+
+    def add_checkin(self, manifest: mf.Manifest, *, nfiles: int,
+                    changed: list[str] | None = None) -> str:
+        """Queue a check-in; ``nfiles`` is its full file count, ``changed`` its changed paths."""
+        data = manifest.to_bytes()
+        cid = artifact_id(data)
+        self._queue(("checkin", cid, data, manifest, nfiles, changed), len(data))
+        return cid.hex()
+
+    def add_control(self, ctl: mf.ControlArtifact) -> str:
+        """Queue a control artifact (tags); returns its id."""
+        data = ctl.to_bytes()
+        aid = artifact_id(data)
+        self._queue(("control", aid, data, ctl), len(data))
+        return aid.hex()
+
+    def has(self, aid: str) -> bool:
+        """True when artifact ``aid`` is stored (queued ones are not counted)."""
+        with self._env.read() as txn:
+            return BlobReader(txn, self._db["blob"]).has(bytes.fromhex(aid))
+
+    def flush(self, *, update_tips: bool = False) -> None:
+        """Apply the queue in one durable transaction."""
+        ops = self._ops
+        if not ops and not update_tips:
+            return
+
+        def txn_fn(txn):
+            aw = ArtifactWriter(txn, self._db)
+            ci = CheckinIndex(txn, self._db)
+            branches = set()
+            added = 0
+            for op in ops:
+                kind = op[0]
+                if kind == "blob":
+                    aw.add(op[2])
+                elif kind == "deltify":
+                    aw.deltify(op[1], op[2])
+                elif kind == "checkin":
+                    _, cid, data, m, nfiles, changed = op
+                    if aw.has(cid) and ci.get(cid) is not None:
+                        continue
+                    aw.add(data)
+                    MANIFESTS.remember(cid, m)
+                    branches.add(ci.index_checkin(cid, m, nfiles, changed).branch)
+                    added += 1
+                elif kind == "control":
+                    aw.add(op[2])
+                    ci.index_control(op[3])
+            aw.verify_touched()
+            if update_tips:
+                for branch in branches | self._branches:
+                    _update_tip(txn, self._db, aw, ci, branch)
+            return branches, added
+
+        branches, added = self._env.write(txn_fn)
+        self.checkins_added += added
+        self._branches |= branches
+        if update_tips:
+            self._branches.clear()
+        self._ops = []
+        self._bytes = 0
+
+    def close(self) -> None:
+        """Flush what is queued and bring every touched branch tip up to date."""
+        self.flush(update_tips=True)
+
+
+def _update_tip(txn, db, aw: ArtifactWriter, ci: CheckinIndex, branch: str) -> None:
+    """Point ``branch`` at its newest leaf; keep a tree index only where one was kept."""
+    tip = ci.newest_leaf(branch)
+    indexed = ci.indexed(branch) or (ci.tip(branch) is None and branch == DEFAULT_BRANCH)
+    if ci.tip(branch) == tip and ci.indexed(branch) == indexed:
+        return
+    ci.set_tip(branch, tip, indexed=indexed)
+    if indexed:
+        fill_tree(Tree(txn, db["tree"], branch), aw, MANIFESTS.files(aw, tip),
+                  ci.require(tip).time)

@@ -1,0 +1,323 @@
+"""Local state about check-ins: records, children, leaves, branch tips, sym-tags, path log.
+
+All of it is derived from manifests and control artifacts; ``index_checkin``
+and ``index_control`` are the one place that derives it, used by the write
+path, by ``rebuild``, by artifact import and by sync.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from herofossil.errors import IntegrityError, NotFoundError
+from herofossil.store import manifest as mf
+from herofossil.store.blobs import BlobReader, pack_u64, unpack_u64
+
+DEFAULT_BRANCH = "trunk"
+INDEXED = b"I"
+
+
+@dataclass(slots=True)
+class Checkin:
+    """One check-in as the log shows it."""
+
+    id: str
+    parents: list[str]
+    date: str
+    time: float
+    user: str
+    comment: str
+    branch: str
+    seq: int
+    tags: list[str] = field(default_factory=list)
+    nfiles: int = 0
+    baseline: str | None = None
+
+    @property
+    def short(self) -> str:
+        return self.id[:12]
+
+
+def _decode_record(cid: bytes, raw: bytes) -> Checkin:
+    r = json.loads(raw)
+    return Checkin(
+        id=cid.hex(),
+        parents=r["p"],
+        date=r["d"],
+        time=r["t"],
+        user=r["u"],
+        comment=r["c"],
+        branch=r["b"],
+        seq=r["s"],
+        tags=r.get("g", []),
+        nfiles=r.get("n", 0),
+        baseline=r.get("B"),
+    )
+
+
+class ManifestCache:
+    """Parsed manifests and resolved file lists by check-in id (both immutable)."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._manifests: OrderedDict[bytes, mf.Manifest] = OrderedDict()
+        self._files: OrderedDict[bytes, dict[str, mf.FileCard]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _remember(self, cache: OrderedDict, key, value, size):
+        with self._lock:
+            cache[key] = value
+            cache.move_to_end(key)
+            while len(cache) > size:
+                cache.popitem(last=False)
+
+    def remember(self, cid: bytes, m: mf.Manifest) -> None:
+        """Cache a manifest just written or parsed (content-addressed, so always valid)."""
+        self._remember(self._manifests, cid, m, self.size)
+
+    def clear(self) -> None:
+        """Forget everything (after rebuild or import)."""
+        with self._lock:
+            self._manifests.clear()
+            self._files.clear()
+
+    def manifest(self, blobs: BlobReader, cid: bytes) -> mf.Manifest:
+        m = self._manifests.get(cid)
+        if m is None:
+            m = mf.parse_manifest(blobs.content(cid))
+            self._remember(self._manifests, cid, m, self.size)
+        return m
+
+    def files(self, blobs: BlobReader, cid: bytes) -> dict[str, mf.FileCard]:
+        files = self._files.get(cid)
+        if files is None:
+            m = self.manifest(blobs, cid)
+            base = self.manifest(blobs, bytes.fromhex(m.baseline)) if m.baseline else None
+            files = mf.resolve_files(m, base)
+            self._remember(self._files, cid, files, 8)
+        return files
+
+
+MANIFESTS = ManifestCache()
+
+
+class CheckinIndex:
+    """Reads and writes the check-in tables inside one transaction."""
+
+    def __init__(self, txn, dbs):
+        self.txn = txn
+        self.dbs = dbs
+
+    # ---- reads
+    def get(self, cid: bytes) -> Checkin | None:
+        raw = self.txn.get(cid, db=self.dbs["checkin"])
+        return None if raw is None else _decode_record(cid, raw)
+
+    def require(self, cid: bytes) -> Checkin:
+        ci = self.get(cid)
+        if ci is None:
+            raise NotFoundError(f"no check-in {cid.hex()}")
+        return ci
+
+    def tip(self, branch: str) -> bytes | None:
+        """The check-in reads of ``branch`` use (its newest leaf)."""
+        raw = self.txn.get(branch.encode(), db=self.dbs["tip"])
+        return raw[:32] if raw else None
+
+    def indexed(self, branch: str) -> bool:
+        """True when the ``tree`` table holds ``branch``'s tip (see ``set_tip``)."""
+        raw = self.txn.get(branch.encode(), db=self.dbs["tip"])
+        return raw is not None and raw[32:] == INDEXED
+
+    def branches(self) -> list[str]:
+        return [k.decode() for k, _ in self.txn.cursor(db=self.dbs["tip"])]
+
+    def leaves(self, branch: str) -> list[bytes]:
+        prefix = branch.encode() + b"\0"
+        out = []
+        cur = self.txn.cursor(db=self.dbs["leaf"])
+        if cur.set_range(prefix):
+            for key, _ in cur:
+                if not key.startswith(prefix):
+                    break
+                out.append(key[len(prefix) :])
+        return out
+
+    def children(self, cid: bytes) -> list[bytes]:
+        out = []
+        cur = self.txn.cursor(db=self.dbs["child"])
+        if cur.set_range(cid):
+            for key, _ in cur:
+                if not key.startswith(cid):
+                    break
+                out.append(key[32:])
+        return out
+
+    def tagged(self, name: str) -> list[bytes]:
+        prefix = name.encode() + b"\0"
+        out = []
+        cur = self.txn.cursor(db=self.dbs["tag"])
+        if cur.set_range(prefix):
+            for key, _ in cur:
+                if not key.startswith(prefix):
+                    break
+                out.append(key[len(prefix) :])
+        return out
+
+    def tags(self) -> dict[str, list[bytes]]:
+        out: dict[str, list[bytes]] = {}
+        for key, _ in self.txn.cursor(db=self.dbs["tag"]):
+            name, _, cid = key.partition(b"\0")
+            out.setdefault(name.decode(), []).append(cid)
+        return out
+
+    def count(self) -> int:
+        return self.txn.stat(self.dbs["checkin"])["entries"]
+
+    def by_prefix(self, prefix: str) -> list[bytes]:
+        """Check-in ids whose hex starts with ``prefix`` (at most 2 returned)."""
+        even = prefix if len(prefix) % 2 == 0 else prefix + "0"
+        start = bytes.fromhex(even)
+        out = []
+        cur = self.txn.cursor(db=self.dbs["checkin"])
+        if cur.set_range(start):
+            for key in cur.iternext(keys=True, values=False):
+                if not key.hex().startswith(prefix):
+                    break
+                out.append(key)
+                if len(out) > 1:
+                    break
+        return out
+
+    def newest(self) -> bytes | None:
+        cur = self.txn.cursor(db=self.dbs["cseq"])
+        if cur.last():
+            return cur.value()
+        return None
+
+    def after_seq(self, seq: int):
+        """(seq, check-in id) of every check-in indexed after sequence ``seq``."""
+        cur = self.txn.cursor(db=self.dbs["cseq"])
+        if cur.set_range(pack_u64(seq + 1)):
+            for key, cid in cur:
+                yield unpack_u64(key), cid
+
+    def last_seq(self) -> int:
+        cur = self.txn.cursor(db=self.dbs["cseq"])
+        return unpack_u64(cur.key()) if cur.last() else 0
+
+    def path_history(self, path: str) -> list[tuple[int, bytes]]:
+        """(seq, check-in) of every check-in that changed ``path``, oldest first."""
+        return self.path_prefix_history(path.encode() + b"\0")
+
+    def path_prefix_history(self, prefix: bytes) -> list[tuple[int, bytes]]:
+        """(seq, check-in) of every path-log entry whose key starts with ``prefix``."""
+        out = []
+        cur = self.txn.cursor(db=self.dbs["pathlog"])
+        if cur.set_range(prefix):
+            for key in cur.iternext(values=False):
+                if not key.startswith(prefix):
+                    break
+                seq = key[-8:]
+                out.append((unpack_u64(seq), self.txn.get(seq, db=self.dbs["cseq"])))
+        return out
+
+    # ---- writes
+    def _next_cseq(self) -> int:
+        raw = self.txn.get(b"next_cseq", db=self.dbs["info"])
+        n = unpack_u64(raw) if raw else 1
+        self.txn.put(b"next_cseq", pack_u64(n + 1), db=self.dbs["info"])
+        return n
+
+    def index_checkin(
+        self, cid: bytes, m: mf.Manifest, nfiles: int, changed: list[str] | None
+    ) -> Checkin:
+        """Record check-in ``cid`` (manifest ``m``) in every local table but the tree.
+
+        ``changed`` are the paths that differ from the primary parent (for the
+        path log); None skips the path log.
+        """
+        existing = self.get(cid)
+        if existing is not None:
+            return existing
+        branch = None
+        for t in m.tags:
+            if t.name == "branch" and t.kind == "*" and t.target == "*":
+                branch = t.value
+        if branch is None:
+            parent = self.get(bytes.fromhex(m.parents[0])) if m.parents else None
+            branch = parent.branch if parent else DEFAULT_BRANCH
+        seq = self._next_cseq()
+        symtags = sorted(
+            t.name[4:]
+            for t in m.tags
+            if t.name.startswith("sym-") and t.kind in "*+" and t.target == "*"
+        )
+        record = {
+            "p": m.parents,
+            "d": m.date,
+            "t": mf.date_to_datetime(m.date).timestamp(),
+            "u": m.user,
+            "c": m.comment,
+            "b": branch,
+            "s": seq,
+            "n": nfiles,
+            "B": m.baseline,
+        }
+        if symtags:
+            record["g"] = symtags
+        self.txn.put(
+            cid, json.dumps(record, separators=(",", ":")).encode(), db=self.dbs["checkin"]
+        )
+        self.txn.put(pack_u64(seq), cid, db=self.dbs["cseq"])
+        bkey = branch.encode() + b"\0"
+        for p in m.parents:
+            pid = bytes.fromhex(p)
+            self.txn.put(pid + cid, b"", db=self.dbs["child"])
+            parent = self.get(pid)
+            if parent is not None and parent.branch == branch:
+                self.txn.delete(bkey + pid, db=self.dbs["leaf"])
+        if not any((c_rec := self.get(c)) and c_rec.branch == branch for c in self.children(cid)):
+            self.txn.put(bkey + cid, b"", db=self.dbs["leaf"])
+        for name in symtags:
+            self.txn.put(name.encode() + b"\0" + cid, b"", db=self.dbs["tag"])
+        if changed:
+            sk = pack_u64(seq)
+            for path in changed:
+                self.txn.put(path.encode() + b"\0" + sk, b"", db=self.dbs["pathlog"])
+        return _decode_record(cid, self.txn.get(cid, db=self.dbs["checkin"]))
+
+    def index_control(self, ctl: mf.ControlArtifact) -> None:
+        """Apply the sym-tag changes of a control artifact."""
+        for t in ctl.tags:
+            if not t.name.startswith("sym-") or t.target == "*":
+                continue
+            key = t.name[4:].encode() + b"\0" + bytes.fromhex(t.target)
+            if t.kind in "*+":
+                self.txn.put(key, b"", db=self.dbs["tag"])
+            else:
+                self.txn.delete(key, db=self.dbs["tag"])
+
+    def set_tip(self, branch: str, cid: bytes, indexed: bool) -> None:
+        """Point ``branch`` at ``cid``; ``indexed`` says the caller keeps its tree index.
+
+        Only branches that are written here (and the default branch) have a
+        tree index; the tips of others (imported, synced) are read from their
+        manifests until their first write, which builds the index.
+        """
+        self.txn.put(branch.encode(), cid + (INDEXED if indexed else b""), db=self.dbs["tip"])
+
+    def newest_leaf(self, branch: str) -> bytes:
+        """The leaf reads use: the newest by date; an initial empty check-in only as last resort."""
+        leaves = self.leaves(branch)
+        if not leaves:
+            raise IntegrityError(f"branch {branch!r} has no leaf: run 'herofossil rebuild'")
+
+        def rank(cid: bytes):
+            rec = self.require(cid)
+            return (bool(rec.parents or rec.nfiles), rec.time, rec.seq)
+
+        return max(leaves, key=rank)

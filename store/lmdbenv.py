@@ -1,0 +1,207 @@
+"""The LMDB environment of a store: its tables, transactions and map growth.
+
+Tables (named LMDB databases):
+
+global state (the repository itself)
+    ``blob``     artifact id (32-byte SHA3-256) -> stored form (see ``blobs``)
+
+local state (``rebuild`` regenerates it from ``blob``)
+    ``seq``      insert sequence (8-byte big-endian) -> artifact id
+    ``phantom``  id of an artifact referenced but not yet present -> b""
+    ``chain``    id of a whole-stored artifact -> longest delta chain ending on it
+    ``checkin``  check-in id -> its metadata (JSON)
+    ``cseq``     check-in sequence (8-byte big-endian) -> check-in id
+    ``child``    parent id + child id -> b""
+    ``leaf``     branch + NUL + check-in id -> b""
+    ``tip``      branch -> check-in id whose tree ``tree`` indexes
+    ``tree``     branch + NUL + dir + NUL + name -> entry (see ``tree``)
+    ``pathlog``  path + NUL + check-in sequence -> b"" (``cseq`` names the check-in)
+    ``tag``      tag name + NUL + check-in id -> tag value (sym-tags in force)
+    ``info``     counters and settings
+
+outside the versioned tree, kept by ``rebuild``
+    ``meta``     namespaced key -> value (WebDAV dead properties and locks, ...)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import TypeVar
+
+import lmdb
+
+from herofossil.errors import StoreError
+
+GLOBAL_TABLES = ("blob",)
+LOCAL_TABLES = (
+    "seq",
+    "phantom",
+    "chain",
+    "checkin",
+    "cseq",
+    "child",
+    "leaf",
+    "tip",
+    "tree",
+    "pathlog",
+    "tag",
+    "info",
+)
+KEPT_TABLES = ("meta",)
+ALL_TABLES = GLOBAL_TABLES + LOCAL_TABLES + KEPT_TABLES
+
+DEFAULT_MAP_SIZE = 1 << 30
+MARKER = "herofossil-store"
+
+T = TypeVar("T")
+
+_open_envs: dict[str, StoreEnv] = {}
+_open_lock = threading.Lock()
+
+
+class StoreEnv:
+    """One LMDB environment with the store's tables; shared by every Repo of a process."""
+
+    def __init__(self, path: str, map_size: int):
+        self.path = path
+        try:
+            self.env = lmdb.open(
+                path,
+                map_size=map_size,
+                max_dbs=len(ALL_TABLES) + 2,
+                max_readers=256,
+                subdir=True,
+                create=False,
+                readahead=False,
+            )
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        self.env.reader_check()
+        self._write_lock = threading.Lock()
+        while True:
+            try:
+                txn = self.env.begin(write=True)
+                break
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+        with txn:
+            self.db = {name: self.env.open_db(name.encode(), txn=txn) for name in ALL_TABLES}
+        self.refs = 0
+
+    def read(self) -> lmdb.Transaction:
+        """A read-only snapshot transaction (use as a context manager)."""
+        try:
+            return self.env.begin(buffers=False)
+        except lmdb.MapResizedError:
+            self._adopt_map_size()
+            return self.env.begin(buffers=False)
+
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn(txn)`` in one durable write transaction; grow the map when full.
+
+        ``fn`` may run more than once (after a map growth), so it must not have
+        side effects outside the transaction before it returns.
+        """
+        with self._write_lock:
+            while True:
+                try:
+                    txn = self.env.begin(write=True)
+                except lmdb.MapResizedError:
+                    self._adopt_map_size()
+                    continue
+                try:
+                    result = fn(txn)
+                    txn.commit()
+                    return result
+                except lmdb.MapFullError:
+                    txn.abort()
+                    self._grow()
+                except BaseException:
+                    txn.abort()
+                    raise
+
+    @contextmanager
+    def write_txn(self):
+        """A write transaction as a context manager, for code that cannot be retried.
+
+        On a full map the transaction fails with ``StoreError``; prefer ``write``.
+        """
+        with self._write_lock:
+            txn = self.env.begin(write=True)
+            try:
+                yield txn
+                txn.commit()
+            except lmdb.MapFullError as exc:
+                txn.abort()
+                self._grow()
+                raise StoreError("store map was full; it has been grown, retry") from exc
+            except BaseException:
+                txn.abort()
+                raise
+
+    def _grow(self) -> None:
+        size = self.env.info()["map_size"]
+        self.env.set_mapsize(size * 2)
+
+    def _adopt_map_size(self) -> None:
+        # Another process grew the map: re-reading the size from the file adopts it.
+        self.env.set_mapsize(0)
+
+    def disk_size(self) -> int:
+        """Bytes the store occupies on disk (``du``, not the sparse map size)."""
+        total = 0
+        for name in os.listdir(self.path):
+            st = os.stat(os.path.join(self.path, name))
+            total += st.st_blocks * 512
+        return total
+
+    def close(self) -> None:
+        with _open_lock:
+            self.refs -= 1
+            if self.refs <= 0:
+                _open_envs.pop(self.path, None)
+                self.env.close()
+
+
+def is_store(path: str) -> bool:
+    """True when ``path`` is a directory holding an LMDB store made by herofossil."""
+    return os.path.isfile(os.path.join(path, "data.mdb")) and os.path.isfile(
+        os.path.join(path, MARKER)
+    )
+
+
+def open_env(path: str, *, create: bool = False, map_size: int = DEFAULT_MAP_SIZE) -> StoreEnv:
+    """Open (or with ``create`` make) the store environment at ``path``."""
+    path = os.path.abspath(path)
+    with _open_lock:
+        env = _open_envs.get(path)
+        if env is None:
+            if not is_store(path):
+                if not create:
+                    raise StoreError(
+                        f"no herofossil store at {path}: create one with 'herofossil init'"
+                    )
+                _create(path, map_size)
+            env = StoreEnv(path, map_size)
+            _open_envs[path] = env
+        env.refs += 1
+        return env
+
+
+def _create(path: str, map_size: int) -> None:
+    if os.path.exists(path) and os.listdir(path) and not is_store(path):
+        raise StoreError(f"cannot create a store in {path}: the directory is not empty")
+    try:
+        os.makedirs(path, exist_ok=True)
+        env = lmdb.open(path, map_size=map_size, max_dbs=len(ALL_TABLES) + 2, subdir=True)
+        with env.begin(write=True) as txn:
+            for name in ALL_TABLES:
+                env.open_db(name.encode(), txn=txn)
+        env.close()
+        with open(os.path.join(path, MARKER), "w") as f:
+            f.write("This directory is a herofossil store (LMDB). Use the herofossil command.\n")
+    except OSError as exc:
+        raise StoreError(f"cannot create a store in {path}: {exc.strerror}") from exc

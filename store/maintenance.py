@@ -1,0 +1,265 @@
+"""Verify and rebuild: the artifacts are the repository, everything else is derived.
+
+``verify`` re-hashes every artifact and checks the local state against it;
+``rebuild`` throws the local state away and derives it again from the
+``blob`` table alone, as ``fossil rebuild`` does.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from herofossil.errors import HeroFossilError, IntegrityError
+from herofossil.store import blobs as blobfmt
+from herofossil.store import manifest as mf
+from herofossil.store.artifacts import ArtifactWriter
+from herofossil.store.blobs import BlobReader, artifact_id
+from herofossil.store.checkins import DEFAULT_BRANCH, INDEXED, MANIFESTS, CheckinIndex
+from herofossil.store.lmdbenv import LOCAL_TABLES
+from herofossil.store.tree import Tree
+from herofossil.store.writer import fill_tree
+
+Progress = Callable[[str, int, int | None], None]
+
+
+def _quiet(label: str, done: int, total: int | None) -> None:
+    return None
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` checked and what it found wrong."""
+
+    artifacts: int = 0
+    checkins: int = 0
+    phantoms: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _ContentCache(BlobReader):
+    """A BlobReader that remembers recent whole contents (delta bases repeat)."""
+
+    def __init__(self, txn, db, size: int = 256):
+        super().__init__(txn, db)
+        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._size = size
+
+    def content(self, aid: bytes) -> bytes:
+        data = self._cache.get(aid)
+        if data is not None:
+            return data
+        stored = self.txn.get(aid, db=self.db)
+        base = blobfmt.delta_base(stored) if stored else None
+        if base is not None and base in self._cache:
+            from herofossil import delta
+
+            data = delta.apply(self._cache[base], blobfmt.decompress(stored[33:], aid))
+        else:
+            data = super().content(aid)
+        self._cache[aid] = data
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return data
+
+
+def verify(env, progress: Progress = _quiet) -> VerifyReport:
+    """Re-hash every artifact and check every index against the artifacts."""
+    report = VerifyReport()
+    db = env.db
+    with env.read() as txn:
+        total = txn.stat(db["blob"])["entries"]
+        reader = _ContentCache(txn, db["blob"])
+        for n, aid in enumerate(txn.cursor(db=db["blob"]).iternext(values=False), 1):
+            report.artifacts += 1
+            try:
+                if artifact_id(reader.content(aid)) != aid:
+                    report.problems.append(f"artifact {aid.hex()}: content does not match its hash")
+            except HeroFossilError as exc:
+                report.problems.append(f"artifact {aid.hex()}: {exc}")
+            if n % 256 == 0:
+                progress("verify artifacts", n, total)
+        progress("verify artifacts", report.artifacts, total)
+        report.phantoms = txn.stat(db["phantom"])["entries"]
+        ci = CheckinIndex(txn, db)
+        report.checkins = ci.count()
+        plain = BlobReader(txn, db["blob"])
+        for cid in txn.cursor(db=db["checkin"]).iternext(values=False):
+            if not plain.has(cid):
+                report.problems.append(f"check-in {cid.hex()}: indexed but its manifest is missing")
+        for branch in ci.branches():
+            tip = ci.tip(branch)
+            if not ci.indexed(branch):
+                continue
+            try:
+                want = {
+                    n: (c.uuid, c.perm if c.perm in ("x", "l") else "")
+                    for n, c in MANIFESTS.files(plain, tip).items()
+                }
+            except HeroFossilError as exc:
+                report.problems.append(f"branch {branch}: tip {tip.hex()} unreadable: {exc}")
+                continue
+            have = {e.path: (e.id, e.perm) for e in Tree(txn, db["tree"], branch).walk()}
+            if want != have:
+                bad = sorted(set(want.items()) ^ set(have.items()))[:3]
+                report.problems.append(
+                    f"branch {branch}: tip index differs from check-in {tip.hex()[:12]} "
+                    f"(e.g. {', '.join(p for p, _ in bad)}): run 'herofossil rebuild'"
+                )
+    return report
+
+
+def _topological(manifests: dict[bytes, mf.Manifest]) -> list[bytes]:
+    """Check-ins ordered parents first, ties by date."""
+    import heapq
+
+    pending = {}
+    children: dict[bytes, list[bytes]] = {}
+    for cid, m in manifests.items():
+        ps = [bytes.fromhex(p) for p in m.parents if bytes.fromhex(p) in manifests]
+        pending[cid] = len(ps)
+        for p in ps:
+            children.setdefault(p, []).append(cid)
+    ready = [(manifests[c].date, c) for c, n in pending.items() if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, cid = heapq.heappop(ready)
+        order.append(cid)
+        for ch in children.get(cid, []):
+            pending[ch] -= 1
+            if pending[ch] == 0:
+                heapq.heappush(ready, (manifests[ch].date, ch))
+    if len(order) != len(manifests):
+        raise IntegrityError("check-ins form a cycle; the store is damaged")
+    return order
+
+
+def rebuild_txn(txn, db, progress: Progress = _quiet) -> dict:
+    """Regenerate every local table from the ``blob`` table, inside one write transaction."""
+    indexed = {k.decode() for k, v in txn.cursor(db=db["tip"]) if v[32:] == INDEXED}
+    for name in LOCAL_TABLES:
+        txn.drop(db[name], delete=False)
+    aw = ArtifactWriter(txn, db)
+    total = txn.stat(db["blob"])["entries"]
+    manifests: dict[bytes, mf.Manifest] = {}
+    controls: list[mf.ControlArtifact] = []
+    depth: dict[bytes, int] = {}
+    seq = 0
+    reader = _ContentCache(txn, db["blob"])
+    for n, (aid, stored) in enumerate(txn.cursor(db=db["blob"]), 1):
+        seq += 1
+        txn.put(seq.to_bytes(8, "big"), aid, db=db["seq"])
+        if stored[:1] == blobfmt.DELTA:
+            depth[aid] = -1
+        try:
+            art = mf.parse_artifact(reader.content(aid))
+        except HeroFossilError:
+            art = None
+        if isinstance(art, mf.Manifest):
+            manifests[aid] = art
+        elif isinstance(art, mf.ControlArtifact):
+            controls.append(art)
+        if n % 256 == 0:
+            progress("rebuild: read artifacts", n, total)
+    txn.put(b"next_seq", (seq + 1).to_bytes(8, "big"), db=db["info"])
+    _rebuild_chains(txn, db, depth)
+    ci = CheckinIndex(txn, db)
+    order = _topological(manifests)
+    for n, cid in enumerate(order, 1):
+        m = manifests[cid]
+        MANIFESTS.remember(cid, m)
+        try:
+            files = MANIFESTS.files(reader, cid)
+        except HeroFossilError:
+            files = {}
+        changed = None
+        if m.parents and bytes.fromhex(m.parents[0]) in manifests:
+            try:
+                pfiles = MANIFESTS.files(reader, bytes.fromhex(m.parents[0]))
+                changed = [p for p in set(files) | set(pfiles) if files.get(p) != pfiles.get(p)]
+            except HeroFossilError:
+                changed = None
+        elif not m.parents:
+            changed = list(files)
+        for ref in [*m.parents, *(c.uuid for c in files.values() if c.uuid)]:
+            if len(ref) == 64:
+                aw.add_phantom(bytes.fromhex(ref))
+        ci.index_checkin(cid, m, len(files), changed)
+        if n % 64 == 0:
+            progress("rebuild: index check-ins", n, len(order))
+    for ctl in controls:
+        ci.index_control(ctl)
+    branches = sorted(
+        {k.partition(b"\0")[0].decode() for k in txn.cursor(db=db["leaf"]).iternext(values=False)}
+    )
+    for branch in branches:
+        tip = ci.newest_leaf(branch)
+        ci.set_tip(branch, tip, indexed=branch in indexed or branch == DEFAULT_BRANCH)
+        if ci.indexed(branch):
+            fill_tree(Tree(txn, db["tree"], branch), aw, MANIFESTS.files(reader, tip),
+                      ci.require(tip).time)
+    progress("rebuild: index check-ins", len(order), len(order))
+    return {"artifacts": seq, "checkins": len(order), "branches": len(branches)}
+
+
+def _rebuild_chains(txn, db, depth: dict[bytes, int]) -> None:
+    """Recompute, for each whole artifact, the longest delta chain that ends on it."""
+    chain: dict[bytes, int] = {}
+    for aid in depth:
+        hops, cur = 0, aid
+        while True:
+            stored = txn.get(cur, db=db["blob"])
+            base = blobfmt.delta_base(stored) if stored else None
+            if base is None:
+                break
+            hops += 1
+            cur = base
+            if hops > blobfmt.MAX_CHAIN * 4:
+                break
+        if hops and stored:
+            chain[cur] = max(chain.get(cur, 0), hops)
+    for root, hops in chain.items():
+        txn.put(root, min(hops, 0xFFFF).to_bytes(2, "little"), db=db["chain"])
+
+
+def rebuild(env, progress: Progress = _quiet) -> dict:
+    """Regenerate all local state of the store at ``env`` in one durable transaction."""
+    MANIFESTS.clear()
+    return env.write(lambda txn: rebuild_txn(txn, env.db, progress))
+
+
+def stats(env) -> dict:
+    """Counts and sizes: artifacts, check-ins, stored vs raw bytes, disk use."""
+    db = env.db
+    out = {}
+    with env.read() as txn:
+        stored = raw = whole = deltas = 0
+        for aid, value in txn.cursor(db=db["blob"]):
+            stored += len(value)
+            if blobfmt.is_whole(value):
+                whole += 1
+                raw += blobfmt.stored_size(value) or 0
+            else:
+                deltas += 1
+                raw += BlobReader(txn, db["blob"]).size(aid)
+        ci = CheckinIndex(txn, db)
+        out.update(
+            artifacts=whole + deltas,
+            whole=whole,
+            deltas=deltas,
+            raw_bytes=raw,
+            stored_bytes=stored,
+            checkins=ci.count(),
+            branches=len(ci.branches()),
+            tags=len(ci.tags()),
+            phantoms=txn.stat(db["phantom"])["entries"],
+        )
+    out["disk_bytes"] = env.disk_size()
+    out["map_bytes"] = env.env.info()["map_size"]
+    return out

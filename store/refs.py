@@ -1,0 +1,87 @@
+"""Naming versions: check-in id or unique prefix, branch, tag, date, 'tip'."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from herofossil.errors import NotFoundError, UsageError
+from herofossil.store.checkins import DEFAULT_BRANCH, CheckinIndex
+
+_HEX = re.compile(r"[0-9a-fA-F]{4,64}\Z")
+_DATE = re.compile(r"(?:date:)?(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?))?Z?\Z")
+
+
+def parse_date(text: str) -> float | None:
+    """Seconds since the epoch for 'YYYY-MM-DD[ HH:MM[:SS[.fff]]]' (UTC), else None."""
+    m = _DATE.match(text.strip())
+    if not m:
+        return None
+    day, clock = m.groups()
+    fmt = "%Y-%m-%d"
+    value = day
+    if clock:
+        value += " " + clock
+        fmt += " %H:%M" + (":%S" if clock.count(":") == 2 else "")
+        if "." in clock:
+            fmt += ".%f"
+    else:
+        value += " 23:59:59.999"
+        fmt += " %H:%M:%S.%f"
+    return datetime.strptime(value, fmt).replace(tzinfo=UTC).timestamp()
+
+
+def resolve(ci: CheckinIndex, ref: str | None, default_branch: str = DEFAULT_BRANCH) -> bytes:
+    """The check-in id a version name stands for.
+
+    Tried in order: none/'' (the default branch's tip), 'tip' (the newest
+    check-in), a branch name (its tip), a tag (the newest check-in carrying
+    it), a hex prefix of at least 4 digits, 'BRANCH@DATE' or a date (the last
+    check-in of the branch at or before it).
+    """
+    if ref is None or ref == "":
+        ref = default_branch
+    if not isinstance(ref, str):
+        raise UsageError(f"a version is named by a string, not {type(ref).__name__}")
+    if ref == "tip":
+        cid = ci.newest()
+        if cid is None:
+            raise NotFoundError("the store has no check-ins")
+        return cid
+    cid = ci.tip(ref)
+    if cid is not None:
+        return cid
+    tagged = ci.tagged(ref)
+    if tagged:
+        return max(tagged, key=lambda c: (ci.require(c).time, ci.require(c).seq))
+    if _HEX.match(ref):
+        found = ci.by_prefix(ref.lower())
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise UsageError(f"version {ref!r} is ambiguous: give more digits")
+    branch, at, when = default_branch, ref, None
+    if "@" in ref:
+        branch, _, at = ref.partition("@")
+    when = parse_date(at)
+    if when is not None:
+        tip = ci.tip(branch)
+        if tip is None:
+            raise NotFoundError(f"no branch {branch!r}")
+        return _at_date(ci, tip, when, ref)
+    raise NotFoundError(
+        f"no version {ref!r}: name a check-in id (4+ hex digits), a branch, a tag or a date"
+    )
+
+
+def _at_date(ci: CheckinIndex, tip: bytes, when: float, ref: str) -> bytes:
+    cur = tip
+    while True:
+        rec = ci.require(cur)
+        if rec.time <= when:
+            return cur
+        if not rec.parents:
+            raise NotFoundError(f"no check-in at or before {ref!r}")
+        cur = bytes.fromhex(rec.parents[0])
+        if ci.get(cur) is None:
+            raise NotFoundError(f"no check-in at or before {ref!r} (history is incomplete)")

@@ -1,0 +1,620 @@
+"""``Repo``: the store's public API, used by the command line, WebDAV, parsers and sync."""
+
+from __future__ import annotations
+
+import getpass
+import heapq
+import io
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from herofossil.errors import NotFoundError, UsageError
+from herofossil.store import blobs as blobfmt
+from herofossil.store import lmdbenv, refs
+from herofossil.store import manifest as mf
+from herofossil.store.blobs import BlobReader
+from herofossil.store.changes import Delete, MakeDir, Put, Rename
+from herofossil.store.checkins import DEFAULT_BRANCH, MANIFESTS, Checkin, CheckinIndex
+from herofossil.store.paths import normalize
+from herofossil.store.tree import Entry, Tree, tree_key
+from herofossil.store.views import ManifestView, TreeView
+from herofossil.store.writer import commit as commit_changes
+
+ENV_VAR = "HEROFOSSIL_REPO"
+
+
+def default_store_path() -> str:
+    """``$HEROFOSSIL_REPO``, else ``$XDG_DATA_HOME/herofossil/default`` (~/.local/share/...)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return env
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(data_home, "herofossil", "default")
+
+
+def default_user() -> str:
+    """The user recorded on check-ins: ``$HEROFOSSIL_USER``, else the login name."""
+    user = os.environ.get("HEROFOSSIL_USER")
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (containers): a stable fallback
+        return "herofossil"
+
+
+@dataclass(slots=True)
+class FileChange:
+    """One difference between two versions: status 'A'dded, 'M'odified, 'D'eleted."""
+
+    path: str
+    status: str
+    old: str | None
+    new: str | None
+
+
+class Repo:
+    """A versioned store: read and write paths at any version; every write is a check-in."""
+
+    def __init__(self, env: lmdbenv.StoreEnv, default_branch: str = DEFAULT_BRANCH):
+        self._env = env
+        self.path = env.path
+        self.default_branch = default_branch
+        self._db = env.db
+        self._closed = False
+
+    # ---- opening
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, *, create: bool = False,
+             map_size: int = lmdbenv.DEFAULT_MAP_SIZE) -> Repo:
+        """Open the store at ``path``; the default store is created on first use.
+
+        ``map_size`` is the initial LMDB map; it grows by doubling when full.
+        """
+        if path is None:
+            path, create = default_store_path(), True
+        path = os.fspath(path)
+        env = lmdbenv.open_env(path, create=create, map_size=map_size)
+        repo = cls(env)
+        if create:
+            repo._ensure_initial_checkin()
+        return repo
+
+    @classmethod
+    def init(cls, path: str | os.PathLike) -> Repo:
+        """Create a store at ``path`` with Fossil's initial empty check-in on trunk."""
+        path = os.fspath(path)
+        if lmdbenv.is_store(os.path.abspath(path)):
+            raise UsageError(f"a store already exists at {os.path.abspath(path)}")
+        return cls.open(path, create=True)
+
+    def _ensure_initial_checkin(self) -> None:
+        def txn_fn(txn):
+            ci = CheckinIndex(txn, self._db)
+            if ci.count():
+                return
+            from herofossil.store.artifacts import ArtifactWriter
+
+            m = mf.Manifest(
+                comment="initial empty check-in",
+                date=mf.date_now(),
+                user=default_user(),
+                tags=[
+                    mf.TagCard("*", "branch", "*", DEFAULT_BRANCH),
+                    mf.TagCard("*", "sym-" + DEFAULT_BRANCH, "*"),
+                ],
+            )
+            aw = ArtifactWriter(txn, self._db)
+            cid, _ = aw.add(m.to_bytes())
+            ci.index_checkin(cid, m, 0, None)
+            ci.set_tip(DEFAULT_BRANCH, cid, indexed=True)
+            aw.verify_touched()
+
+        self._env.write(txn_fn)
+
+    def close(self) -> None:
+        """Release the store (the LMDB environment closes with its last user)."""
+        if not self._closed:
+            self._closed = True
+            self._env.close()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Repo {self.path}>"
+
+    # ---- internals
+    def _read(self):
+        return self._env.read()
+
+    def _view(self, txn, at: str | None):
+        ci = CheckinIndex(txn, self._db)
+        if at is None or at == "":
+            at = self.default_branch
+        tip = ci.tip(at)
+        if tip is not None and ci.indexed(at):
+            return TreeView(Tree(txn, self._db["tree"], at), tip)
+        cid = tip or refs.resolve(ci, at, self.default_branch)
+        rec = ci.require(cid)
+        if ci.tip(rec.branch) == cid and ci.indexed(rec.branch):
+            return TreeView(Tree(txn, self._db["tree"], rec.branch), cid)
+        reader = BlobReader(txn, self._db["blob"])
+        return ManifestView(MANIFESTS.files(reader, cid), reader, cid, rec.time)
+
+    # ---- reads
+    def resolve(self, ref: str | None = None) -> str:
+        """The full check-in id that ``ref`` names (see ``refs.resolve``)."""
+        with self._read() as txn:
+            return refs.resolve(CheckinIndex(txn, self._db), ref, self.default_branch).hex()
+
+    def read(self, path: str, at: str | None = None) -> bytes:
+        """The bytes of file ``path`` at version ``at`` (default: the default branch's tip)."""
+        with self._read() as txn:
+            if at is None:
+                raw = txn.get(tree_key(self.default_branch, path), db=self._db["tree"])
+                if raw is not None and raw[:1] == b"F":
+                    aid = raw[-32:]
+                    stored = txn.get(aid, db=self._db["blob"])
+                    if stored is not None and stored[:1] == blobfmt.WHOLE:
+                        return blobfmt.decompress(stored[1:], aid)
+                    if stored is not None and stored[:1] == blobfmt.RAW:
+                        return stored[1:]
+                    return BlobReader(txn, self._db["blob"]).content(aid)
+            path = normalize(path)
+            entry = self._view(txn, at).get(path)
+            if entry is None:
+                raise NotFoundError(f"{path}: no such file" + (f" at {at}" if at else ""))
+            if entry.is_dir:
+                raise UsageError(f"{path} is a folder, not a file")
+            return BlobReader(txn, self._db["blob"]).content(bytes.fromhex(entry.id))
+
+    def stat(self, path: str, at: str | None = None) -> Entry:
+        """The entry (file or folder) at ``path``; its ``id`` is the artifact id (ETag)."""
+        path = normalize(path, allow_root=True)
+        with self._read() as txn:
+            entry = self._view(txn, at).get(path)
+        if entry is None:
+            raise NotFoundError(f"{path}: no such file or folder" + (f" at {at}" if at else ""))
+        return entry
+
+    def exists(self, path: str, at: str | None = None) -> bool:
+        """True when ``path`` is a file or folder at ``at``."""
+        try:
+            self.stat(path, at)
+        except NotFoundError:
+            return False
+        return True
+
+    def ls(self, path: str = "", at: str | None = None) -> list[Entry]:
+        """The entries of folder ``path`` (files and folders, sorted by name)."""
+        path = normalize(path, allow_root=True)
+        with self._read() as txn:
+            view = self._view(txn, at)
+            if path:
+                entry = view.get(path)
+                if entry is None:
+                    raise NotFoundError(f"{path}: no such folder")
+                if not entry.is_dir:
+                    return [entry]
+            return view.listdir(path)
+
+    def walk(self, path: str = "", at: str | None = None) -> list[Entry]:
+        """Every file under ``path`` at ``at``, sorted by path."""
+        path = normalize(path, allow_root=True)
+        with self._read() as txn:
+            return sorted(self._view(txn, at).walk(path), key=lambda e: e.path)
+
+    def files(self, at: str | None = None) -> dict[str, tuple[str, str]]:
+        """path -> (artifact id, perm) of every file at ``at`` (folder markers included)."""
+        with self._read() as txn:
+            return self._view(txn, at).files()
+
+    def artifact(self, aid: str) -> bytes:
+        """The bytes of artifact ``aid`` (full hex id)."""
+        with self._read() as txn:
+            return BlobReader(txn, self._db["blob"]).content(bytes.fromhex(aid))
+
+    def open_artifact(self, aid: str):
+        """A binary stream of artifact ``aid``, decompressed as it is read (close it)."""
+        from herofossil.store.streams import ArtifactStream
+
+        return io.BufferedReader(ArtifactStream(self._env, bytes.fromhex(aid)), 1 << 20)
+
+    def checkin(self, ref: str | None = None) -> Checkin:
+        """The check-in ``ref`` names."""
+        with self._read() as txn:
+            ci = CheckinIndex(txn, self._db)
+            return ci.require(refs.resolve(ci, ref, self.default_branch))
+
+    def manifest(self, ref: str | None = None) -> mf.Manifest:
+        """The parsed Fossil manifest of check-in ``ref``."""
+        with self._read() as txn:
+            ci = CheckinIndex(txn, self._db)
+            cid = refs.resolve(ci, ref, self.default_branch)
+            return MANIFESTS.manifest(BlobReader(txn, self._db["blob"]), cid)
+
+    def log(
+        self, path: str | None = None, at: str | None = None, limit: int | None = None
+    ) -> list[Checkin]:
+        """Check-ins reachable from ``at``, newest first; only those touching ``path`` if given."""
+        with self._read() as txn:
+            ci = CheckinIndex(txn, self._db)
+            start = refs.resolve(ci, at, self.default_branch)
+            touching = None
+            if path:
+                path = normalize(path)
+                touching = {cid for _, cid in ci.path_history(path)}
+                touching |= {cid for _, cid in ci.path_prefix_history(path.encode() + b"/")}
+            out: list[Checkin] = []
+            first = ci.require(start)
+            heap = [(-first.time, -first.seq, start)]
+            seen = {start}
+            while heap and (limit is None or len(out) < limit):
+                _, _, cid = heapq.heappop(heap)
+                rec = ci.require(cid)
+                if touching is None or cid in touching:
+                    out.append(rec)
+                for p in rec.parents:
+                    pid = bytes.fromhex(p)
+                    if pid not in seen:
+                        seen.add(pid)
+                        prec = ci.get(pid)
+                        if prec is not None:
+                            heapq.heappush(heap, (-prec.time, -prec.seq, pid))
+            return out
+
+    def diff(
+        self, ref1: str | None, ref2: str | None = None, path: str | None = None
+    ) -> list[FileChange]:
+        """Files that differ between two versions (under ``path`` if given), sorted by path."""
+        from herofossil.store.paths import is_under
+
+        prefix = normalize(path, allow_root=True) if path else ""
+        with self._read() as txn:
+            a = self._view(txn, ref1).files()
+            b = self._view(txn, ref2).files()
+        out = []
+        for name in sorted(set(a) | set(b)):
+            if not is_under(name, prefix):
+                continue
+            old, new = a.get(name), b.get(name)
+            if old == new:
+                continue
+            status = "A" if old is None else "D" if new is None else "M"
+            out.append(FileChange(name, status, old and old[0], new and new[0]))
+        return out
+
+    def changed_paths(self, ref: str) -> list[str]:
+        """Paths check-in ``ref`` changed relative to its first parent, sorted.
+
+        Costs O(changes) when both are delta-manifests on one baseline (the
+        common case for check-ins written here), O(files) otherwise.
+        """
+        with self._read() as txn:
+            ci = CheckinIndex(txn, self._db)
+            cid = refs.resolve(ci, ref, self.default_branch)
+            reader = BlobReader(txn, self._db["blob"])
+            m = MANIFESTS.manifest(reader, cid)
+            if not m.parents or ci.get(bytes.fromhex(m.parents[0])) is None:
+                return sorted(MANIFESTS.files(reader, cid))
+            pid = bytes.fromhex(m.parents[0])
+            pm = MANIFESTS.manifest(reader, pid)
+            if m.baseline is not None and m.baseline == (pm.baseline or pid.hex()):
+                mine = {c.name: (c.uuid, c.perm) for c in m.files}
+                theirs = {} if pm.baseline is None else {c.name: (c.uuid, c.perm)
+                                                         for c in pm.files}
+                return sorted(p for p in set(mine) | set(theirs)
+                              if mine.get(p) != theirs.get(p))
+            a = MANIFESTS.files(reader, pid)
+            b = MANIFESTS.files(reader, cid)
+            return sorted(p for p in set(a) | set(b) if a.get(p) != b.get(p))
+
+    def branches(self) -> dict[str, str]:
+        """Branch name -> id of its tip (the newest leaf)."""
+        with self._read() as txn:
+            ci = CheckinIndex(txn, self._db)
+            return {b: ci.tip(b).hex() for b in ci.branches()}
+
+    def leaves(self, branch: str | None = None) -> list[str]:
+        """Ids of the leaves of ``branch``, newest first (more than one is a fork)."""
+        branch = branch or self.default_branch
+        with self._read() as txn:
+            ci = CheckinIndex(txn, self._db)
+            recs = [ci.require(c) for c in ci.leaves(branch)]
+        return [r.id for r in sorted(recs, key=lambda r: (r.time, r.seq), reverse=True)]
+
+    def tags(self) -> dict[str, list[str]]:
+        """Tag name -> ids of the check-ins carrying it."""
+        with self._read() as txn:
+            return {k: [c.hex() for c in v] for k, v in CheckinIndex(txn, self._db).tags().items()}
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest check-in (a cursor for ``checkins_after``)."""
+        with self._read() as txn:
+            return CheckinIndex(txn, self._db).last_seq()
+
+    def checkins_after(self, seq: int) -> list[tuple[int, Checkin]]:
+        """(seq, check-in) of every check-in added after ``seq``, in order, from any process."""
+        with self._read() as txn:
+            ci = CheckinIndex(txn, self._db)
+            return [(s, ci.require(cid)) for s, cid in ci.after_seq(seq)]
+
+    # ---- writes
+    def commit(
+        self,
+        changes: Iterable,
+        *,
+        message: str | None = None,
+        user: str | None = None,
+        branch: str | None = None,
+        parent: str | None = None,
+        merge_parents: Iterable[str] = (),
+        allow_empty: bool = False,
+    ) -> Checkin | None:
+        """Apply ``changes`` (Put, Delete, Rename, MakeDir) as one durable check-in.
+
+        Returns the check-in, or None when nothing changed. ``branch`` defaults
+        to the default branch; a new branch starts from ``parent`` or from the
+        default branch's tip.
+        """
+        changes = list(changes)
+        branch = branch or self.default_branch
+        _check_name(branch, "branch")
+        message = message or _describe(changes)
+        user = user or default_user()
+
+        def txn_fn(txn):
+            ci = CheckinIndex(txn, self._db)
+            pid = refs.resolve(ci, parent, self.default_branch) if parent else None
+            if pid is None and ci.tip(branch) is None:
+                pid = refs.resolve(ci, None, self.default_branch)
+            extra = tuple(refs.resolve(ci, p, self.default_branch) for p in merge_parents)
+            return commit_changes(
+                txn,
+                self._db,
+                changes,
+                branch=branch,
+                message=message,
+                user=user,
+                parent=pid,
+                merge_parents=extra,
+                allow_empty=allow_empty,
+            )
+
+        return self._env.write(txn_fn)
+
+    def write(
+        self,
+        path: str,
+        data: bytes | str,
+        *,
+        expect: str | None = None,
+        perm: str | None = None,
+        **kw,
+    ) -> Checkin | None:
+        """Write one file as one check-in. ``expect``: the artifact id you last read."""
+        return self.commit([Put(path, data, perm, expect)], **kw)
+
+    def delete(
+        self, path: str, *, expect: str | None = None, recursive: bool = False, **kw
+    ) -> Checkin:
+        """Delete a file (or with ``recursive`` a folder) as one check-in."""
+        return self.commit([Delete(path, expect, recursive)], **kw)
+
+    def rename(
+        self, src: str, dst: str, *, expect: str | None = None, overwrite: bool = False, **kw
+    ) -> Checkin:
+        """Move a file or folder as one check-in."""
+        return self.commit([Rename(src, dst, expect, overwrite)], **kw)
+
+    def mkdir(self, path: str, **kw) -> Checkin | None:
+        """Create an empty folder that is kept in history."""
+        return self.commit([MakeDir(path)], **kw)
+
+    def branch_new(
+        self,
+        name: str,
+        at: str | None = None,
+        *,
+        message: str | None = None,
+        user: str | None = None,
+    ) -> Checkin:
+        """Start branch ``name`` at version ``at`` (a check-in carrying Fossil's branch tags)."""
+        _check_name(name, "branch")
+        if name in self.branches():
+            raise UsageError(f"branch {name!r} already exists")
+        return self.commit(
+            [],
+            branch=name,
+            parent=at or self.default_branch,
+            message=message or f'Create new branch named "{name}"',
+            user=user,
+        )
+
+    def tag_add(self, name: str, ref: str | None = None, *, user: str | None = None) -> str:
+        """Tag check-in ``ref`` with ``name`` (a Fossil control artifact); returns its id."""
+        return self._tag("+", name, ref, user)
+
+    def tag_remove(self, name: str, ref: str | None = None, *, user: str | None = None) -> str:
+        """Cancel tag ``name`` on check-in ``ref`` (a control artifact); returns its id."""
+        return self._tag("-", name, ref, user)
+
+    def _tag(self, kind: str, name: str, ref: str | None, user: str | None) -> str:
+        _check_name(name, "tag")
+        if kind == "-" and ref is None:
+            tagged = self.tags().get(name)
+            if not tagged:
+                raise NotFoundError(f"no tag {name!r}")
+            ref = tagged[-1]
+
+        def txn_fn(txn):
+            from herofossil.store.artifacts import ArtifactWriter
+
+            ci = CheckinIndex(txn, self._db)
+            cid = refs.resolve(ci, ref, self.default_branch)
+            if kind == "-" and cid not in ci.tagged(name):
+                raise NotFoundError(f"check-in {cid.hex()[:12]} has no tag {name!r}")
+            ctl = mf.ControlArtifact(date=mf.date_now(), user=user or default_user(),
+                                     tags=[mf.TagCard(kind, "sym-" + name, cid.hex())])
+            aw = ArtifactWriter(txn, self._db)
+            aid, _ = aw.add(ctl.to_bytes())
+            ci.index_control(ctl)
+            aw.verify_touched()
+            return aid.hex()
+
+        return self._env.write(txn_fn)
+
+    def merge(self, other: str | None = None, *, branch: str | None = None,
+              strategy: str | None = None, message: str | None = None,
+              user: str | None = None) -> Checkin:
+        """Join ``other`` (default: the other leaf of a forked branch) into ``branch``'s tip.
+
+        Files changed on one side merge cleanly; files changed on both are
+        conflicts: ``ConflictError`` and nothing written, unless ``strategy``
+        is 'ours' or 'theirs'.
+        """
+        from herofossil.store import merge as mergemod
+
+        branch = branch or self.default_branch
+        with self._read() as txn:
+            ci = CheckinIndex(txn, self._db)
+            ours = ci.tip(branch)
+            if ours is None:
+                raise NotFoundError(f"no branch {branch!r}")
+            if other is None:
+                others = [c for c in ci.leaves(branch) if c != ours]
+                if not others:
+                    raise UsageError(f"branch {branch!r} has a single leaf: nothing to merge")
+                theirs = max(others, key=lambda c: (ci.require(c).time, ci.require(c).seq))
+            else:
+                theirs = refs.resolve(ci, other, self.default_branch)
+            if theirs == ours:
+                raise UsageError("nothing to merge: both sides are the same check-in")
+            base = mergemod.common_ancestor(ci, ours, theirs)
+            if base == theirs:
+                raise UsageError(f"{theirs.hex()[:12]} is already part of {branch}")
+        files = {c: self.files(c.hex()) if c else {} for c in {base, ours, theirs}}
+        changes, conflicts = mergemod.plan(files[base], files[ours], files[theirs], strategy)
+        if message is None:
+            message = f"Merge {other or theirs.hex()[:12]} into {branch}"
+            if conflicts:
+                message += f" (conflicts resolved as {strategy}: {', '.join(conflicts[:5])})"
+        return self.commit(changes, message=message, user=user, branch=branch,
+                           parent=ours.hex(), merge_parents=[theirs.hex()], allow_empty=True)
+
+    def checkout(self, ref: str | None, dest: str, *, force: bool = False) -> int:
+        """Write version ``ref`` into directory ``dest``; returns the number of files."""
+        from herofossil.store.worktree import checkout
+
+        return checkout(self, ref, dest, force=force)
+
+    def commit_dir(self, root: str, *, message: str | None = None, branch: str | None = None,
+                   user: str | None = None) -> Checkin | None:
+        """Make ``branch``'s tip equal to the directory tree at ``root`` as one check-in."""
+        from herofossil.store.worktree import snapshot_changes
+
+        changes = snapshot_changes(self, root, branch)
+        return self.commit(changes, message=message or f"snapshot of {os.path.basename(root)}",
+                           branch=branch, user=user)
+
+    # ---- maintenance
+    def verify(self, progress=None):
+        """Re-hash every artifact and check the indexes; returns a ``VerifyReport``."""
+        from herofossil.store.maintenance import _quiet, verify
+
+        return verify(self._env, progress or _quiet)
+
+    def rebuild(self, progress=None) -> dict:
+        """Regenerate every index from the artifacts alone."""
+        from herofossil.store.maintenance import _quiet, rebuild
+
+        return rebuild(self._env, progress or _quiet)
+
+    def stats(self) -> dict:
+        """Counts and sizes of the store."""
+        from herofossil.store.maintenance import stats
+
+        return stats(self._env)
+
+    def export_artifacts(self, dest: str, progress=None) -> int:
+        """Write every artifact as a file named by its hash (``fossil deconstruct`` layout)."""
+        from herofossil.store.artifactio import export_artifacts
+        from herofossil.store.maintenance import _quiet
+
+        return export_artifacts(self._env, dest, progress or _quiet)
+
+    def import_artifacts(self, src: str, progress=None) -> int:
+        """Add the artifacts of a ``fossil deconstruct`` directory; returns how many were new."""
+        from herofossil.store.artifactio import import_artifacts
+        from herofossil.store.maintenance import _quiet
+
+        MANIFESTS.clear()
+        return import_artifacts(self._env, src, progress or _quiet)
+
+    def bulk(self, **kw):
+        """A ``BulkWriter``: many artifacts and check-ins in few transactions (imports, sync)."""
+        from herofossil.store.bulk import BulkWriter
+
+        return BulkWriter(self, **kw)
+
+    # ---- local, unversioned metadata (WebDAV properties and locks)
+    def meta_get(self, namespace: str, key: str) -> bytes | None:
+        """A value kept outside the versioned tree (not synced, kept by rebuild)."""
+        with self._read() as txn:
+            return txn.get(_meta_key(namespace, key), db=self._db["meta"])
+
+    def meta_put(self, namespace: str, key: str, value: bytes) -> None:
+        """Durably store an unversioned value."""
+        self._env.write(lambda txn: txn.put(_meta_key(namespace, key), value, db=self._db["meta"]))
+
+    def meta_delete(self, namespace: str, key: str) -> None:
+        """Remove an unversioned value (no error when absent)."""
+        self._env.write(lambda txn: txn.delete(_meta_key(namespace, key), db=self._db["meta"]))
+
+    def meta_items(self, namespace: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """(key, value) of the unversioned values of ``namespace`` whose key starts with prefix."""
+        start = _meta_key(namespace, prefix)
+        ns = namespace.encode() + b"\0"
+        with self._read() as txn:
+            cur = txn.cursor(db=self._db["meta"])
+            items = []
+            if cur.set_range(start):
+                for k, v in cur:
+                    if not k.startswith(start):
+                        break
+                    items.append((k[len(ns) :].decode(), v))
+        return iter(items)
+
+
+def _meta_key(namespace: str, key: str) -> bytes:
+    return namespace.encode() + b"\0" + key.encode()
+
+
+def _check_name(name: str, what: str) -> None:
+    if not name or any(c in name for c in " \t\n\r\0") or name.startswith("-") or name == "tip":
+        raise UsageError(f"bad {what} name {name!r}: no spaces, no leading '-', not 'tip'")
+    if all(c in "0123456789abcdefABCDEF" for c in name):
+        raise UsageError(f"bad {what} name {name!r}: all hex digits would read as a check-in id")
+
+
+def _describe(changes: list) -> str:
+    words = []
+    for ch in changes[:3]:
+        if isinstance(ch, Put):
+            words.append(f"put {ch.path}")
+        elif isinstance(ch, Delete):
+            words.append(f"delete {ch.path}")
+        elif isinstance(ch, Rename):
+            words.append(f"move {ch.src} to {ch.dst}")
+        elif isinstance(ch, MakeDir):
+            words.append(f"mkdir {ch.path}")
+    if len(changes) > 3:
+        words.append(f"and {len(changes) - 3} more")
+    return ", ".join(words) or "check-in"

@@ -1,0 +1,112 @@
+"""Reading an artifact as a stream, straight from the LMDB map, without holding it whole.
+
+A whole-stored artifact is decompressed block by block from the mapped value
+(zstd checks its content checksum at the end); a raw one is sliced from the
+map; a delta-stored (older) version is reconstructed in memory first.
+"""
+
+from __future__ import annotations
+
+import io
+
+import zstandard
+
+from herofossil.errors import IntegrityError, NotFoundError
+from herofossil.store import blobs
+from herofossil.store.blobs import BlobReader
+
+
+class ArtifactStream(io.RawIOBase):
+    """A read-only binary stream of one artifact; holds a read snapshot until closed."""
+
+    def __init__(self, env, aid: bytes):
+        super().__init__()
+        self._txn = env.env.begin(buffers=True)
+        self._aid = aid
+        try:
+            stored = self._txn.get(aid, db=env.db["blob"])
+            if stored is None:
+                raise NotFoundError(f"artifact {aid.hex()} is not in the store")
+            kind = bytes(stored[:1])
+            self._pos = 0
+            self._frame = None
+            if kind == blobs.WHOLE:
+                self._frame = stored[1:]
+                self._source = zstandard.ZstdDecompressor().stream_reader(self._frame)
+            elif kind == blobs.RAW:
+                self._source = io.BytesIO()
+                self._view = stored[1:]
+            else:
+                plain = env.env.begin()
+                try:
+                    self._source = io.BytesIO(BlobReader(plain, env.db["blob"]).content(aid))
+                finally:
+                    plain.abort()
+        except BaseException:
+            self._txn.abort()
+            raise
+        if kind != blobs.RAW:
+            self._view = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Seek; backwards in a compressed artifact restarts decompression."""
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            offset += self._length()
+        offset = max(offset, 0)
+        if self._view is not None or self._frame is None:
+            if self._view is None:
+                self._source.seek(offset)
+            self._pos = offset
+            return offset
+        if offset < self._pos:
+            self._source.close()
+            self._source = zstandard.ZstdDecompressor().stream_reader(self._frame)
+            self._pos = 0
+        while self._pos < offset:
+            chunk = self._source.read(min(offset - self._pos, 1 << 20))
+            if not chunk:
+                break
+            self._pos += len(chunk)
+        return self._pos
+
+    def _length(self) -> int:
+        if self._view is not None:
+            return len(self._view)
+        if self._frame is None:
+            return len(self._source.getbuffer())
+        size = zstandard.frame_content_size(self._frame)
+        if size < 0:
+            raise IntegrityError(f"artifact {self._aid.hex()} has no recorded size")
+        return size
+
+    def readinto(self, buffer) -> int:
+        if self._view is not None:
+            n = max(0, min(len(buffer), len(self._view) - self._pos))
+            buffer[:n] = self._view[self._pos:self._pos + n]
+            self._pos += n
+            return n
+        try:
+            data = self._source.read(len(buffer))
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"artifact {self._aid.hex()} is damaged: {exc}") from exc
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._view = None
+            self._source.close()
+            self._txn.abort()
+        super().close()

@@ -1,0 +1,288 @@
+"""The one write path: a list of changes becomes one check-in in one transaction.
+
+Every writer (command line, WebDAV, config API, merge) calls ``commit``. It
+applies the changes to the branch's current leaf inside the write
+transaction, so concurrent writers of different files never lose each
+other's work, and ``expect`` preconditions catch lost updates of one file.
+
+Manifests: a check-in is a Fossil delta-manifest (B card) listing only what
+differs from its baseline, so a write costs O(changes), not O(files); a full
+baseline is written again when the delta grows past ``_delta_limit`` files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+
+from herofossil.errors import ConflictError, InvalidPathError, NotFoundError, UsageError
+from herofossil.store import manifest as mf
+from herofossil.store.artifacts import ArtifactWriter
+from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, PutArtifact, Rename
+from herofossil.store.checkins import MANIFESTS, Checkin, CheckinIndex
+from herofossil.store.paths import DIR_MARKER, is_under, normalize
+from herofossil.store.tree import Tree
+
+PERMS = ("", "x", "l")
+
+
+def _delta_limit(nfiles: int) -> int:
+    # Delta size grows by one card per changed file; a full baseline costs
+    # O(files). Re-baselining at ~2*sqrt(files) keeps the amortised cost per
+    # check-in O(sqrt(files)) while manifests stay small.
+    return max(64, int(2 * math.sqrt(max(nfiles, 1))))
+
+
+def _as_bytes(data) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    raise UsageError(f"file content must be bytes or str, not {type(data).__name__}")
+
+
+def _check_expect(path: str, expect: str | None, current: bytes | None) -> None:
+    if expect is None:
+        return
+    if expect == EXISTS:
+        ok = current is not None
+    elif expect == ABSENT:
+        ok = current is None
+    else:
+        ok = current is not None and current.hex() == expect.lower()
+    if not ok:
+        seen = current.hex() if current is not None else "no file"
+        raise ConflictError(
+            f"{path} changed since you read it (expected {expect or 'no file'}, "
+            f"found {seen}); nothing was written: read it again and retry"
+        )
+
+
+def fill_tree(tree: Tree, aw: ArtifactWriter, files: dict[str, mf.FileCard], mtime: float):
+    """Rebuild ``tree`` from a resolved file list (for forks, new tips and rebuild)."""
+    tree.clear()
+    for name in sorted(files):
+        card = files[name]
+        aid = bytes.fromhex(card.uuid)
+        size = aw.size(aid) if aw.has(aid) else 0
+        tree.put(name, card.perm if card.perm in PERMS else "", size, mtime, aid)
+
+
+class _Pending:
+    """The changes of one check-in as they are applied to the tree."""
+
+    def __init__(self, tree: Tree, aw: ArtifactWriter, mtime: float):
+        self.tree = tree
+        self.aw = aw
+        self.mtime = mtime
+        self.cards: dict[str, mf.FileCard] = {}
+        self.replaced: list[tuple[bytes, bytes, bytes]] = []
+        self.nfiles_delta = 0
+
+    def put(self, path: str, aid: bytes, perm: str, size: int) -> None:
+        old = self.tree.file_id(path)
+        if old == aid and self.tree.get(path).perm == perm:
+            return
+        self.tree.put(path, perm, size, self.mtime, aid)
+        self.cards[path] = mf.FileCard(path, aid.hex(), perm)
+        if old is None:
+            self.nfiles_delta += 1
+
+    def remove(self, path: str) -> None:
+        self.tree.remove(path, self.mtime)
+        self.cards[path] = mf.FileCard(path, None)
+        self.nfiles_delta -= 1
+
+    def apply(self, change) -> None:
+        if isinstance(change, Put):
+            self._put(change)
+        elif isinstance(change, Delete):
+            self._delete(change)
+        elif isinstance(change, Rename):
+            self._rename(change)
+        elif isinstance(change, MakeDir):
+            self._mkdir(change)
+        elif isinstance(change, PutArtifact):
+            self._put_artifact(change)
+        else:
+            raise UsageError(f"unknown change {change!r}")
+
+    def _put(self, ch: Put) -> None:
+        path = normalize(ch.path)
+        data = _as_bytes(ch.data)
+        entry = self.tree.get(path)
+        if entry is not None and entry.is_dir:
+            raise InvalidPathError(f"{path} is a folder; a file cannot replace it")
+        current = bytes.fromhex(entry.id) if entry else None
+        _check_expect(path, ch.expect, current)
+        perm = ch.perm if ch.perm is not None else (entry.perm if entry else "")
+        if perm not in PERMS:
+            raise UsageError(f"file permission must be '', 'x' or 'l', not {perm!r}")
+        aid, added = self.aw.add(data)
+        if added and current is not None:
+            self.replaced.append((current, aid, data))
+        self.put(path, aid, perm, len(data))
+
+    def _put_artifact(self, ch: PutArtifact) -> None:
+        path = normalize(ch.path)
+        aid = bytes.fromhex(ch.id)
+        if not self.aw.has(aid):
+            raise NotFoundError(f"artifact {ch.id} is not in the store")
+        entry = self.tree.get(path)
+        if entry is not None and entry.is_dir:
+            raise InvalidPathError(f"{path} is a folder; a file cannot replace it")
+        _check_expect(path, ch.expect, bytes.fromhex(entry.id) if entry else None)
+        if ch.perm not in PERMS:
+            raise UsageError(f"file permission must be '', 'x' or 'l', not {ch.perm!r}")
+        self.put(path, aid, ch.perm, self.aw.size(aid))
+
+    def _delete(self, ch: Delete) -> None:
+        path = normalize(ch.path)
+        entry = self.tree.get(path)
+        if entry is None:
+            raise NotFoundError(f"{path}: no such file or folder")
+        if entry.is_dir:
+            if not ch.recursive:
+                raise UsageError(f"{path} is a folder: delete it recursively")
+            for f in list(self.tree.walk(path)):
+                self.remove(f.path)
+            return
+        _check_expect(path, ch.expect, bytes.fromhex(entry.id))
+        self.remove(path)
+
+    def _rename(self, ch: Rename) -> None:
+        src, dst = normalize(ch.src), normalize(ch.dst)
+        if src == dst:
+            return
+        entry = self.tree.get(src)
+        if entry is None:
+            raise NotFoundError(f"{src}: no such file or folder")
+        target = self.tree.get(dst)
+        if entry.is_dir:
+            if is_under(dst, src):
+                raise InvalidPathError(f"cannot move folder {src} into itself ({dst})")
+            if target is not None and not ch.overwrite:
+                raise ConflictError(f"{dst} already exists; nothing was moved")
+            if target is not None:
+                self._delete(Delete(dst, recursive=True))
+            moves = [(f.path, dst + f.path[len(src) :], f) for f in self.tree.walk(src)]
+        else:
+            _check_expect(src, ch.expect, bytes.fromhex(entry.id))
+            if target is not None:
+                if target.is_dir or not ch.overwrite:
+                    raise ConflictError(f"{dst} already exists; nothing was moved")
+            moves = [(src, dst, entry)]
+        for old, _new, _f in moves:
+            self.remove(old)
+        for _old, new, f in moves:
+            aid = bytes.fromhex(f.id)
+            if self.tree.file_id(new) is not None:
+                self.remove(new)
+            self.put(new, aid, f.perm, f.size)
+
+    def _mkdir(self, ch: MakeDir) -> None:
+        path = normalize(ch.path)
+        entry = self.tree.get(path)
+        if entry is not None:
+            if entry.is_dir:
+                return
+            raise ConflictError(f"{path} is a file; cannot create a folder there")
+        aid, _ = self.aw.add(b"")
+        self.put(path + "/" + DIR_MARKER, aid, "", 0)
+
+
+def _next_date(parent: Checkin | None, date: str | None) -> str:
+    if date is not None:
+        return date
+    ms = int(time.time() * 1000)
+    if parent is not None:
+        ms = max(ms, round(parent.time * 1000) + 1)
+    return mf.datetime_to_date(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def commit(
+    txn,
+    dbs,
+    changes,
+    *,
+    branch: str,
+    message: str,
+    user: str,
+    parent: bytes | None = None,
+    merge_parents: tuple[bytes, ...] = (),
+    allow_empty: bool = False,
+) -> Checkin | None:
+    """Apply ``changes`` to ``branch`` as one check-in; returns it (None if nothing changed).
+
+    ``parent`` defaults to the branch tip; a branch that does not exist yet is
+    started from ``parent`` (required then) with Fossil's branch tags.
+    """
+    aw = ArtifactWriter(txn, dbs)
+    ci = CheckinIndex(txn, dbs)
+    tip = ci.tip(branch)
+    tags: list[mf.TagCard] = []
+    tree = Tree(txn, dbs["tree"], branch)
+    if tip is None:
+        if parent is None:
+            raise NotFoundError(f"no branch {branch!r}: start it from a version first")
+        prec = ci.require(parent)
+        tags = [
+            mf.TagCard("*", "branch", "*", branch),
+            mf.TagCard("*", "sym-" + branch, "*"),
+            mf.TagCard("-", "sym-" + prec.branch, "*"),
+        ]
+        if ci.tip(prec.branch) == parent and ci.indexed(prec.branch):
+            Tree(txn, dbs["tree"], prec.branch).copy_to(tree)
+        else:
+            fill_tree(tree, aw, MANIFESTS.files(aw, parent), prec.time)
+    else:
+        if parent is None:
+            parent = tip
+        prec = ci.require(parent)
+        if parent != tip or not ci.indexed(branch):
+            fill_tree(tree, aw, MANIFESTS.files(aw, parent), prec.time)
+    date = _next_date(prec, None)
+    pending = _Pending(tree, aw, mf.date_to_datetime(date).timestamp())
+    for change in changes:
+        pending.apply(change)
+    if not pending.cards and not merge_parents and not tags and not allow_empty:
+        if parent != tip:
+            fill_tree(tree, aw, MANIFESTS.files(aw, tip), ci.require(tip).time)
+        ci.set_tip(branch, tip, indexed=True)
+        return None
+    nfiles = prec.nfiles + pending.nfiles_delta
+    pm = MANIFESTS.manifest(aw, parent)
+    if pm.baseline:
+        baseline, cards = pm.baseline, {c.name: c for c in pm.files}
+    else:
+        baseline, cards = parent.hex(), {}
+    cards.update(pending.cards)
+    full = len(cards) > _delta_limit(nfiles)
+    if full:
+        files = [mf.FileCard(e.path, e.id, e.perm) for e in tree.walk()]
+        baseline = None
+    else:
+        files = list(cards.values())
+    m = mf.Manifest(
+        comment=message,
+        date=date,
+        user=user,
+        files=files,
+        parents=[parent.hex()] + [p.hex() for p in merge_parents],
+        tags=tags,
+        baseline=baseline,
+    )
+    data = m.to_bytes()
+    cid, _ = aw.add(data)
+    for old, new, new_data in pending.replaced:
+        aw.deltify(old, new, new_data=new_data)
+    if full and not pm.baseline:
+        aw.deltify(parent, cid, new_data=data)
+    elif full:
+        aw.deltify(bytes.fromhex(pm.baseline), cid, new_data=data)
+    record = ci.index_checkin(cid, m, nfiles, list(pending.cards))
+    ci.set_tip(branch, cid, indexed=True)
+    aw.verify_touched()
+    MANIFESTS.remember(cid, m)
+    return record

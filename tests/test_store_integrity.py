@@ -1,0 +1,120 @@
+"""verify finds damage and names it; rebuild regenerates local state from artifacts alone."""
+
+from __future__ import annotations
+
+import os
+
+import herofossil
+from herofossil.store import blobs
+from herofossil.store.changes import Put
+
+
+def _stored(repo, aid_hex):
+    with repo._env.read() as txn:
+        return txn.get(bytes.fromhex(aid_hex), db=repo._env.db["blob"])
+
+
+def test_verify_passes_on_a_healthy_store(repo):
+    repo.commit([Put(f"d/{i}", os.urandom(100) * 5) for i in range(20)])
+    report = repo.verify()
+    assert report.ok and report.artifacts >= 22 and report.checkins == 2
+
+
+def test_verify_detects_flipped_bytes_in_a_stored_value_and_names_the_artifact(repo, store_path):
+    data = b"precious configuration\n" * 200
+    repo.write("conf.toml", data)
+    aid = repo.stat("conf.toml").id
+    stored = _stored(repo, aid)
+    raw = bytearray((store_path / "data.mdb").read_bytes())
+    at = raw.find(stored)
+    assert at > 0
+    with open(store_path / "data.mdb", "r+b") as f:
+        f.seek(at + len(stored) // 2)
+        f.write(bytes([raw[at + len(stored) // 2] ^ 0xFF]))
+    report = repo.verify()
+    assert not report.ok
+    assert any(aid in p for p in report.problems)
+
+
+def test_rebuild_regenerates_indexes_and_verify_passes(repo):
+    repo.commit([Put("a/1", b"1"), Put("a/2", b"2")])
+    repo.tag_add("t1")
+    repo.branch_new("side")
+    repo.write("s", b"side", branch="side")
+    repo.mkdir("keep/me")
+    before = (repo.files(), repo.files("side"), [c.id for c in repo.log()], repo.tags(),
+              repo.branches(), repo.log("a/1"))
+
+    def wipe(txn):
+        for name in ("tree", "tip", "checkin", "leaf", "tag", "pathlog"):
+            txn.drop(repo._env.db[name], delete=False)
+
+    repo._env.write(wipe)
+    repo.rebuild()
+    assert repo.verify().ok
+    after = (repo.files(), repo.files("side"), [c.id for c in repo.log()], repo.tags(),
+             repo.branches(), repo.log("a/1"))
+    assert after == before
+
+
+def test_verify_reports_a_stale_tip_index_and_rebuild_fixes_it(repo):
+    repo.write("f", b"1")
+
+    def damage(txn):
+        from herofossil.store.tree import Tree
+        Tree(txn, repo._env.db["tree"], "trunk").remove("f", 0.0)
+
+    repo._env.write(damage)
+    report = repo.verify()
+    assert not report.ok and "rebuild" in report.problems[0]
+    repo.rebuild()
+    assert repo.verify().ok and repo.read("f") == b"1"
+
+
+def test_old_versions_become_bounded_reverse_deltas(repo):
+    text = [f"line {i}: some configuration value = {i * 7}\n" for i in range(300)]
+    versions = []
+    for n in range(blobs.MAX_CHAIN * 2 + 5):
+        text[n % 300] = f"line {n % 300}: changed in version {n}\n"
+        versions.append(repo.write("big.txt", "".join(text)).id)
+    stats = repo.stats()
+    assert stats["deltas"] > blobs.MAX_CHAIN
+    with repo._env.read() as txn:
+        db = repo._env.db["blob"]
+        assert txn.get(bytes.fromhex(repo.stat("big.txt").id), db=db)[:1] == blobs.WHOLE
+        for aid in txn.cursor(db=db).iternext(values=False):
+            depth, cur = 0, aid
+            while (base := blobs.delta_base(txn.get(cur, db=db))) is not None:
+                depth, cur = depth + 1, base
+            assert depth <= blobs.MAX_CHAIN
+    for n, cid in enumerate(versions):
+        assert f"changed in version {n}\n" in repo.read("big.txt", at=cid).decode()
+    assert repo.verify().ok
+    repo.rebuild()
+    assert repo.verify().ok
+
+
+def test_full_map_grows_instead_of_failing(store_path):
+    repo = herofossil.open(store_path, create=True, map_size=256 * 1024)
+    for i in range(40):
+        repo.write(f"f{i}", os.urandom(50_000))
+    assert repo.stats()["map_bytes"] > 256 * 1024
+    assert repo.verify().ok and len(repo.ls()) == 40
+    repo.close()
+
+
+def test_stats_counts_sizes(repo):
+    repo.write("a", b"x" * 10_000)
+    s = repo.stats()
+    assert s["raw_bytes"] >= 10_000 and s["stored_bytes"] < s["raw_bytes"]
+    assert s["disk_bytes"] > 0 and s["checkins"] == 2
+
+
+def test_incompressible_artifacts_are_kept_raw_and_read_back(repo):
+    data = os.urandom(200)
+    repo.write("noise.bin", data)
+    assert _stored(repo, repo.stat("noise.bin").id)[:1] == blobs.RAW
+    assert repo.read("noise.bin") == data and repo.stat("noise.bin").size == 200
+    repo.write("noise.bin", data + b"more")
+    assert repo.read("noise.bin", at=repo.log(limit=2)[1].id) == data
+    assert repo.verify().ok

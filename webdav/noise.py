@@ -1,0 +1,117 @@
+"""OS and editor noise (``.DS_Store``, ``*.swp``, ...): accepted, never versioned.
+
+Such files are kept in the store's metadata (namespace ``webdav-noise``), one
+value per branch and path, so a client sees them in listings and can read and
+delete them, while history holds only the user's own files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import struct
+import time
+from dataclasses import dataclass
+
+NAMESPACE = "webdav-noise"
+
+DEFAULT_PATTERNS = (
+    ".DS_Store",
+    "._*",
+    ".localized",
+    "Thumbs.db",
+    "ehthumbs.db",
+    "desktop.ini",
+    "~$*",
+    "*.swp",
+    "*.swx",
+    "*.swo",
+    ".~lock.*#",
+    ".goutputstream-*",
+)
+
+_HEAD = struct.Struct("<d")
+
+
+@dataclass(slots=True)
+class NoiseFile:
+    """One noise file: its store-relative path, size and modification time."""
+
+    path: str
+    size: int
+    mtime: float
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+
+class NoiseStore:
+    """Noise files of every branch, and the patterns that say what is noise."""
+
+    def __init__(self, repo, patterns=DEFAULT_PATTERNS):
+        self.repo = repo
+        self.patterns = tuple(p.lower() for p in patterns)
+
+    def is_noise(self, path: str) -> bool:
+        """True when the last segment of ``path`` matches a noise pattern (case-insensitive)."""
+        name = path.rpartition("/")[2].lower()
+        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+    @staticmethod
+    def _key(branch: str, path: str) -> str:
+        return f"{branch}\0{path}"
+
+    def get(self, branch: str, path: str) -> NoiseFile | None:
+        """The noise file at ``path`` on ``branch``, or None."""
+        raw = self.repo.meta_get(NAMESPACE, self._key(branch, path))
+        if raw is None:
+            return None
+        return NoiseFile(path, len(raw) - _HEAD.size, _HEAD.unpack_from(raw)[0])
+
+    def read(self, branch: str, path: str) -> bytes | None:
+        """The bytes of a noise file, or None."""
+        raw = self.repo.meta_get(NAMESPACE, self._key(branch, path))
+        return None if raw is None else raw[_HEAD.size :]
+
+    def put(self, branch: str, path: str, data: bytes) -> None:
+        """Store (or replace) a noise file."""
+        self.repo.meta_put(NAMESPACE, self._key(branch, path), _HEAD.pack(time.time()) + data)
+
+    def delete(self, branch: str, path: str) -> bool:
+        """Remove a noise file; True when it existed."""
+        key = self._key(branch, path)
+        if self.repo.meta_get(NAMESPACE, key) is None:
+            return False
+        self.repo.meta_delete(NAMESPACE, key)
+        return True
+
+    def _under(self, branch: str, folder: str):
+        prefix = self._key(branch, folder + "/" if folder else "")
+        start = len(branch) + 1
+        for key, raw in self.repo.meta_items(NAMESPACE, prefix):
+            yield key[start:], raw
+
+    def listdir(self, branch: str, folder: str) -> list[NoiseFile]:
+        """The noise files directly inside ``folder``."""
+        base = len(folder) + 1 if folder else 0
+        return [
+            NoiseFile(path, len(raw) - _HEAD.size, _HEAD.unpack_from(raw)[0])
+            for path, raw in self._under(branch, folder)
+            if "/" not in path[base:]
+        ]
+
+    def delete_under(self, branch: str, folder: str) -> None:
+        """Remove every noise file inside ``folder`` (a folder deleted or overwritten)."""
+        for path, _ in list(self._under(branch, folder)):
+            self.repo.meta_delete(NAMESPACE, self._key(branch, path))
+
+    def move_under(self, branch: str, src: str, dst: str) -> None:
+        """Move the noise files inside folder ``src`` to folder ``dst`` (a folder MOVE)."""
+        for path, raw in list(self._under(branch, src)):
+            self.repo.meta_put(NAMESPACE, self._key(branch, dst + path[len(src) :]), raw)
+            self.repo.meta_delete(NAMESPACE, self._key(branch, path))
+
+    def copy_under(self, src_branch: str, src: str, branch: str, dst: str) -> None:
+        """Copy the noise files inside folder ``src`` to folder ``dst``."""
+        for path, raw in list(self._under(src_branch, src)):
+            self.repo.meta_put(NAMESPACE, self._key(branch, dst + path[len(src) :]), raw)
