@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from herofossil.errors import StoreError
+
 
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
@@ -15,6 +17,10 @@ def cmd_import(repo, path: str, incremental: bool, progress) -> None:
 
     r = import_git(repo, path, incremental=incremental, progress=progress)
     progress.close()
+    try:
+        repo.compact()  # a bulk import leaves LMDB free pages behind; give them back
+    except StoreError:
+        pass  # another process has the store open: its free pages get reused later
     for w in r.warnings:
         sys.stderr.write(f"herofossil: warning: {w}\n")
     _out(f"imported {r.commits} commits ({r.skipped} already present), {r.refs_changed} refs "

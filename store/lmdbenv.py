@@ -25,6 +25,7 @@ outside the versioned tree, kept by ``rebuild``
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections.abc import Callable
@@ -67,10 +68,25 @@ class StoreEnv:
 
     def __init__(self, path: str, map_size: int):
         self.path = path
+        self.map_size = map_size
+        # Every process holds a shared flock on the marker while it has the store
+        # open; ``compact`` needs it exclusive (no other user) to swap the file.
+        self._lockfd = os.open(os.path.join(path, MARKER), os.O_RDONLY)
+        fcntl.flock(self._lockfd, fcntl.LOCK_SH)
+        self._write_lock = threading.Lock()
+        self.db: dict = {}
+        try:
+            self._open_lmdb()
+        except BaseException:
+            os.close(self._lockfd)
+            raise
+        self.refs = 0
+
+    def _open_lmdb(self) -> None:
         try:
             self.env = lmdb.open(
-                path,
-                map_size=map_size,
+                self.path,
+                map_size=self.map_size,
                 max_dbs=len(ALL_TABLES) + 2,
                 max_readers=256,
                 subdir=True,
@@ -78,9 +94,8 @@ class StoreEnv:
                 readahead=False,
             )
         except lmdb.Error as exc:
-            raise StoreError(f"cannot open store {path}: {exc}") from exc
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         self.env.reader_check()
-        self._write_lock = threading.Lock()
         while True:
             try:
                 txn = self.env.begin(write=True)
@@ -88,8 +103,9 @@ class StoreEnv:
             except lmdb.MapResizedError:
                 self._adopt_map_size()
         with txn:
-            self.db = {name: self.env.open_db(name.encode(), txn=txn) for name in ALL_TABLES}
-        self.refs = 0
+            # Updated in place: every Repo of this process holds this same dict.
+            self.db.update({name: self.env.open_db(name.encode(), txn=txn)
+                            for name in ALL_TABLES})
 
     def read(self) -> lmdb.Transaction:
         """A read-only snapshot transaction (use as a context manager)."""
@@ -158,12 +174,44 @@ class StoreEnv:
             total += st.st_blocks * 512
         return total
 
+    def compact(self) -> tuple[int, int]:
+        """Rewrite the store without free pages; returns (bytes before, bytes after).
+
+        Only when no other process has the store open (else ``StoreError``),
+        and no transaction of this process may be open.
+        """
+        with self._write_lock:
+            try:
+                fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise StoreError("the store is open in another process: compact it when "
+                                 "nothing else uses it") from exc
+            try:
+                before = self.disk_size()
+                tmp = os.path.join(self.path, "data.mdb.compact")
+                with open(tmp, "wb") as f:
+                    self.env.copyfd(f.fileno(), compact=True)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self.env.close()
+                os.replace(tmp, os.path.join(self.path, "data.mdb"))
+                dirfd = os.open(self.path, os.O_RDONLY)
+                try:
+                    os.fsync(dirfd)
+                finally:
+                    os.close(dirfd)
+                self._open_lmdb()
+                return before, self.disk_size()
+            finally:
+                fcntl.flock(self._lockfd, fcntl.LOCK_SH)
+
     def close(self) -> None:
         with _open_lock:
             self.refs -= 1
             if self.refs <= 0:
                 _open_envs.pop(self.path, None)
                 self.env.close()
+                os.close(self._lockfd)
 
 
 def is_store(path: str) -> bool:

@@ -193,7 +193,7 @@ def rebuild_txn(txn, db, progress: Progress = _quiet) -> dict:
         ci.index_checkin(cid, m, len(files), changed)
         if n % 64 == 0:
             progress("rebuild: index check-ins", n, len(order))
-    for ctl in controls:
+    for ctl in sorted(controls, key=lambda c: c.date):
         ci.index_control(ctl)
     branches = sorted(
         {k.partition(b"\0")[0].decode() for k in txn.cursor(db=db["leaf"]).iternext(values=False)}

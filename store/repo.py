@@ -537,6 +537,13 @@ class Repo:
 
         return rebuild(self._env, progress or _quiet)
 
+    def compact(self) -> tuple[int, int]:
+        """Give LMDB's free pages back to the disk; (bytes before, after).
+
+        Needs the store to be open in no other process.
+        """
+        return self._env.compact()
+
     def stats(self) -> dict:
         """Counts and sizes of the store."""
         from herofossil.store.maintenance import stats

@@ -118,3 +118,36 @@ def test_incompressible_artifacts_are_kept_raw_and_read_back(repo):
     repo.write("noise.bin", data + b"more")
     assert repo.read("noise.bin", at=repo.log(limit=2)[1].id) == data
     assert repo.verify().ok
+
+
+def test_compact_gives_free_pages_back_and_keeps_everything(repo, store_path):
+    for i in range(30):
+        repo.write(f"f{i % 5}", os.urandom(20_000))
+    files, log = repo.files(), [c.id for c in repo.log()]
+    before, after = repo.compact()
+    assert after < before
+    assert repo.files() == files and [c.id for c in repo.log()] == log
+    assert repo.verify().ok
+    repo.write("after-compact", b"still writable")
+    assert repo.read("after-compact") == b"still writable"
+
+
+def test_compact_refuses_while_another_process_has_the_store_open(repo, store_path):
+    import subprocess
+    import sys
+
+    import pytest
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, herofossil; r = herofossil.open(sys.argv[1]);"
+         "print('open', flush=True); sys.stdin.read()", str(store_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(herofossil.StoreError, match="another process"):
+            repo.compact()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    repo.compact()
+    assert repo.verify().ok
