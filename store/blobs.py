@@ -6,6 +6,10 @@ Stored form of an artifact (the value of the ``blob`` table, keyed by the
     b"W" + zstd frame                 the whole artifact
     b"R" + bytes                      the whole artifact, uncompressed (when zstd does not help)
     b"D" + base id (32) + zstd frame  a Fossil delta that turns ``base`` into it
+    b"d" + base id (32) + bytes       the same, uncompressed (small deltas)
+
+Whole frames carry zstd's content checksum; delta frames do not, since a
+Fossil delta ends in a checksum of its own that ``apply`` always checks.
 
 The stored form is what sync sends as-is. Reverse deltas: the newest version
 of a file is whole and older versions become deltas on newer ones; the
@@ -26,6 +30,8 @@ from herofossil.errors import DeltaError, IntegrityError, NotFoundError
 WHOLE = b"W"
 RAW = b"R"
 DELTA = b"D"
+RAW_DELTA = b"d"
+DELTAS = (DELTA, RAW_DELTA)
 ID_LEN = 32
 MAX_CHAIN = 32
 # Below this size a delta saves too little to pay for the chain it creates.
@@ -41,6 +47,13 @@ def _zc() -> zstandard.ZstdCompressor:
     c = getattr(_local, "zc", None)
     if c is None:
         c = _local.zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+    return c
+
+
+def _zc_delta() -> zstandard.ZstdCompressor:
+    c = getattr(_local, "zcd", None)
+    if c is None:
+        c = _local.zcd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=False)
     return c
 
 
@@ -78,7 +91,17 @@ def decode_whole(stored: bytes, what: bytes) -> bytes:
 
 def encode_delta(base_id: bytes, delta_bytes: bytes) -> bytes:
     """The stored form of an artifact kept as ``delta_bytes`` against ``base_id``."""
-    return DELTA + base_id + _zc().compress(delta_bytes)
+    packed = _zc_delta().compress(delta_bytes)
+    if len(packed) >= len(delta_bytes):
+        return RAW_DELTA + base_id + delta_bytes
+    return DELTA + base_id + packed
+
+
+def delta_payload(stored: bytes, what: bytes) -> bytes:
+    """The Fossil delta a delta stored form holds."""
+    if stored[:1] == RAW_DELTA:
+        return bytes(stored[1 + ID_LEN :])
+    return decompress(stored[1 + ID_LEN :], what)
 
 
 def decompress(frame: bytes, what: bytes) -> bytes:
@@ -101,7 +124,7 @@ def stored_size(stored: bytes) -> int | None:
 
 def delta_base(stored: bytes) -> bytes | None:
     """The base id of a delta stored form, or None for a whole one."""
-    return stored[1 : 1 + ID_LEN] if stored[:1] == DELTA else None
+    return stored[1 : 1 + ID_LEN] if stored[:1] in DELTAS else None
 
 
 class BlobReader:
@@ -134,7 +157,7 @@ class BlobReader:
             if kind == WHOLE or kind == RAW:
                 data = decode_whole(stored, cur)
                 break
-            if kind != DELTA or len(stored) < 1 + ID_LEN:
+            if kind not in DELTAS or len(stored) < 1 + ID_LEN:
                 raise IntegrityError(f"artifact {cur.hex()} has an unknown stored form")
             chain.append((cur, stored))
             if len(chain) > MAX_CHAIN * 4:
@@ -142,7 +165,7 @@ class BlobReader:
             cur = stored[1 : 1 + ID_LEN]
         for cid, stored in reversed(chain):
             try:
-                data = delta.apply(data, decompress(stored[1 + ID_LEN :], cid))
+                data = delta.apply(data, delta_payload(stored, cid))
             except DeltaError as exc:
                 raise IntegrityError(f"artifact {cid.hex()} is damaged: {exc}") from exc
         return data
@@ -154,7 +177,7 @@ class BlobReader:
         size = stored_size(stored)
         if size is None:
             try:
-                size = delta.output_size(decompress(stored[1 + ID_LEN :], aid))
+                size = delta.output_size(delta_payload(stored, aid))
             except DeltaError as exc:
                 raise IntegrityError(f"artifact {aid.hex()} is damaged: {exc}") from exc
         return size

@@ -7,7 +7,7 @@ path, by ``rebuild``, by artifact import and by sync.
 
 from __future__ import annotations
 
-import json
+import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -41,20 +41,50 @@ class Checkin:
         return self.id[:12]
 
 
+_HEAD = struct.Struct("<BQdIBB")  # format, seq, time, nfiles, parents, has baseline
+_LEN = struct.Struct("<I")
+_FORMAT = 1
+
+
+def _encode_record(seq: int, time: float, nfiles: int, parents: list[str],
+                   baseline: str | None, texts: tuple[str, ...]) -> bytes:
+    """A check-in record: fixed header, binary ids, then length-prefixed UTF-8 texts."""
+    out = [_HEAD.pack(_FORMAT, seq, time, nfiles, len(parents), baseline is not None)]
+    for h in [*parents, *([baseline] if baseline else [])]:
+        raw = bytes.fromhex(h)
+        out.append(bytes([len(raw)]) + raw)
+    for text in texts:
+        raw = text.encode("utf-8", "surrogateescape")
+        out.append(_LEN.pack(len(raw)) + raw)
+    return b"".join(out)
+
+
 def _decode_record(cid: bytes, raw: bytes) -> Checkin:
-    r = json.loads(raw)
+    _fmt, seq, time, nfiles, nparents, has_base = _HEAD.unpack_from(raw)
+    pos = _HEAD.size
+    ids = []
+    for _ in range(nparents + has_base):
+        n = raw[pos]
+        ids.append(raw[pos + 1:pos + 1 + n].hex())
+        pos += 1 + n
+    texts = []
+    for _ in range(5):
+        (n,) = _LEN.unpack_from(raw, pos)
+        texts.append(raw[pos + 4:pos + 4 + n].decode("utf-8", "surrogateescape"))
+        pos += 4 + n
+    date, user, branch, comment, tags = texts
     return Checkin(
         id=cid.hex(),
-        parents=r["p"],
-        date=r["d"],
-        time=r["t"],
-        user=r["u"],
-        comment=r["c"],
-        branch=r["b"],
-        seq=r["s"],
-        tags=r.get("g", []),
-        nfiles=r.get("n", 0),
-        baseline=r.get("B"),
+        parents=ids[:nparents],
+        date=date,
+        time=time,
+        user=user,
+        comment=comment,
+        branch=branch,
+        seq=seq,
+        tags=tags.split("\n") if tags else [],
+        nfiles=nfiles,
+        baseline=ids[nparents] if has_base else None,
     )
 
 
@@ -256,22 +286,11 @@ class CheckinIndex:
             for t in m.tags
             if t.name.startswith("sym-") and t.kind in "*+" and t.target == "*"
         )
-        record = {
-            "p": m.parents,
-            "d": m.date,
-            "t": mf.date_to_datetime(m.date).timestamp(),
-            "u": m.user,
-            "c": m.comment,
-            "b": branch,
-            "s": seq,
-            "n": nfiles,
-            "B": m.baseline,
-        }
-        if symtags:
-            record["g"] = symtags
-        self.txn.put(
-            cid, json.dumps(record, separators=(",", ":")).encode(), db=self.dbs["checkin"]
+        record = _encode_record(
+            seq, mf.date_to_datetime(m.date).timestamp(), nfiles, m.parents, m.baseline,
+            (m.date, m.user, branch, m.comment, "\n".join(symtags)),
         )
+        self.txn.put(cid, record, db=self.dbs["checkin"])
         self.txn.put(pack_u64(seq), cid, db=self.dbs["cseq"])
         bkey = branch.encode() + b"\0"
         for p in m.parents:

@@ -59,7 +59,7 @@ class _ContentCache(BlobReader):
         if base is not None and base in self._cache:
             from herofossil import delta
 
-            data = delta.apply(self._cache[base], blobfmt.decompress(stored[33:], aid))
+            data = delta.apply(self._cache[base], blobfmt.delta_payload(stored, aid))
         else:
             data = super().content(aid)
         self._cache[aid] = data
@@ -155,7 +155,7 @@ def rebuild_txn(txn, db, progress: Progress = _quiet) -> dict:
     for n, (aid, stored) in enumerate(txn.cursor(db=db["blob"]), 1):
         seq += 1
         txn.put(seq.to_bytes(8, "big"), aid, db=db["seq"])
-        if stored[:1] == blobfmt.DELTA:
+        if stored[:1] in blobfmt.DELTAS:
             depth[aid] = -1
         try:
             art = mf.parse_artifact(reader.content(aid))
