@@ -1,1 +1,0 @@
-"""Placeholder package: see the open issue for this part; nothing is implemented here yet."""
