@@ -434,7 +434,7 @@ class Importer:
             frontier = set(self.index.json("frontier", []))
             touched = set(self.index.json("pending", []))
             self.bulk = self.repo.bulk()
-            self.bulk._branches.update(touched)  # branches an interrupted run left stale
+            self.bulk.touch(touched)  # branches an interrupted run left stale
             stream = CommitStream(self.gitdir, new, self.seen_blobs)
             total = len(new)
             for n, item in enumerate(stream, 1):

@@ -10,6 +10,7 @@ from herofossil.store import blobs
 from herofossil.store.blobs import BlobReader, artifact_id, pack_u64, unpack_u64
 
 _CHAIN = struct.Struct("<H")
+_DEPS = struct.Struct("<I")
 
 
 class ArtifactWriter(BlobReader):
@@ -49,6 +50,9 @@ class ArtifactWriter(BlobReader):
         if self.stored(aid) is not None:
             return False
         self.pending[aid] = stored
+        base = blobs.delta_base(stored)
+        if base is not None:
+            self._bump_deps(base, 1)
         self.txn.put(pack_u64(self._next_seq()), aid, db=self.dbs["seq"])
         self.txn.delete(aid, db=self.dbs["phantom"])
         self.touched.add(aid)
@@ -77,41 +81,103 @@ class ArtifactWriter(BlobReader):
         else:
             self.txn.delete(aid, db=self.dbs["chain"])
 
+    def _deps(self, aid: bytes) -> int:
+        raw = self.txn.get(aid, db=self.dbs["deps"])
+        return _DEPS.unpack(raw)[0] if raw else 0
+
+    def _bump_deps(self, aid: bytes, by: int) -> None:
+        n = self._deps(aid) + by
+        if n > 0:
+            self.txn.put(aid, _DEPS.pack(n), db=self.dbs["deps"])
+        else:
+            self.txn.delete(aid, db=self.dbs["deps"])
+
+    def _restore(self, aid: bytes, stored: bytes) -> None:
+        """Replace the stored form of ``aid``, keeping the dependents counts right."""
+        previous = blobs.delta_base(self.stored(aid))
+        if previous is not None:
+            self._bump_deps(previous, -1)
+        base = blobs.delta_base(stored)
+        if base is not None:
+            self._bump_deps(base, 1)
+        self._put(aid, stored)
+        self.touched.add(aid)
+
+    def _depth(self, aid: bytes) -> tuple[int, bytes, set[bytes]]:
+        """(hops to a whole artifact, that artifact, every id on the way)."""
+        hops, cur, seen = 0, aid, {aid}
+        while (base := blobs.delta_base(self.stored(cur))) is not None:
+            hops, cur = hops + 1, base
+            seen.add(cur)
+        return hops, cur, seen
+
+    def _worth_it(self, d: bytes, data: bytes, stored: bytes, current: bytes) -> bool:
+        return (len(data) >= blobs.MIN_DELTA_SIZE and len(d) <= len(data) * blobs.DELTA_GAIN
+                and len(stored) <= len(current) * blobs.DELTA_GAIN)
+
     def deltify(
         self, old: bytes, new: bytes, old_data: bytes | None = None, new_data: bytes | None = None
     ) -> bool:
-        """Store ``old`` as a delta on ``new`` (reverse delta) when that saves space.
+        """Store ``old`` and ``new`` (a newer version of it) as compactly as the policy allows.
 
-        Both must be stored whole; the chain hanging on ``old`` must stay within
-        ``MAX_CHAIN`` once it hangs on ``new``. Returns True when deltified.
+        Reverse deltas are the rule: ``new`` stays whole and ``old`` becomes a
+        delta on it. ``old`` may already be a delta on a sibling version (a
+        newer version of it on another branch): with nothing depending on it,
+        ``old`` moves onto ``new`` and the sibling, whole until now, becomes a
+        delta on ``new`` too; with dependents, ``new`` is stored as a delta on
+        ``old`` instead, until a newer version of it re-roots it. Every chain
+        stays within ``MAX_CHAIN``. Returns True when something changed.
         """
         if old == new:
             return False
-        old_stored = self.stored(old)
-        new_stored = self.stored(new)
-        if not old_stored or not new_stored:
+        old_stored, new_stored = self.stored(old), self.stored(new)
+        if not old_stored or not new_stored or not blobs.is_whole(new_stored):
             return False
-        if not blobs.is_whole(old_stored) or not blobs.is_whole(new_stored):
-            return False
-        depth = self.chain_len(old) + 1
+        if blobs.is_whole(old_stored):
+            return self._reverse(old, new, old_stored, old_data, new_data)
+        if self._deps(old) == 0:
+            sibling = blobs.delta_base(old_stored)
+            if not self._reverse(old, new, old_stored, old_data, new_data):
+                return False
+            sibling_stored = self.stored(sibling)
+            if sibling != new and sibling_stored and blobs.is_whole(sibling_stored):
+                self._reverse(sibling, new, sibling_stored, None, new_data)
+            return True
+        return self._forward(old, new, new_stored, new_data)
+
+    def _reverse(self, old, new, old_stored, old_data, new_data) -> bool:
+        depth = self.chain_len(old) + 1 if blobs.is_whole(old_stored) else 1
         if depth > blobs.MAX_CHAIN:
             return False
         if old_data is None:
-            old_data = blobs.decode_whole(old_stored, old)
-        if len(old_data) < blobs.MIN_DELTA_SIZE:
+            old_data = self.content(old)
+        if new_data is None:
+            new_data = blobs.decode_whole(self.stored(new), new)
+        d = delta.create(new_data, old_data)
+        stored = blobs.encode_delta(new, d)
+        # A delta being re-rooted is judged against its whole size: the gain is the sibling's.
+        current = old_stored if blobs.is_whole(old_stored) else blobs.RAW + old_data
+        if not self._worth_it(d, old_data, stored, current):
+            return False
+        self._restore(old, stored)
+        self._set_chain(old, 0)
+        self._set_chain(new, max(self.chain_len(new), depth))
+        return True
+
+    def _forward(self, old, new, new_stored, new_data) -> bool:
+        if self._deps(new) or self.chain_len(new):
+            return False
+        hops, root, on_chain = self._depth(old)
+        if new in on_chain or hops + 1 > blobs.MAX_CHAIN:
             return False
         if new_data is None:
             new_data = blobs.decode_whole(new_stored, new)
-        d = delta.create(new_data, old_data)
-        if len(d) > len(old_data) * blobs.DELTA_GAIN:
+        d = delta.create(self.content(old), new_data)
+        stored = blobs.encode_delta(old, d)
+        if not self._worth_it(d, new_data, stored, new_stored):
             return False
-        stored = blobs.encode_delta(new, d)
-        if len(stored) > len(old_stored) * blobs.DELTA_GAIN:
-            return False
-        self._put(old, stored)
-        self._set_chain(old, 0)
-        self._set_chain(new, max(self.chain_len(new), depth))
-        self.touched.add(old)
+        self._restore(new, stored)
+        self._set_chain(root, max(self.chain_len(root), hops + 1))
         return True
 
     def write_pending(self) -> None:

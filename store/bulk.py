@@ -69,6 +69,13 @@ class BulkWriter:
         self._queue(("control", aid, data, ctl), len(data))
         return aid.hex()
 
+    def touch(self, branches) -> None:
+        """Update these branches' tips on ``close`` even without new check-ins on them.
+
+        An earlier, interrupted import may have left them stale.
+        """
+        self._branches.update(branches)
+
     def has(self, aid: str) -> bool:
         """True when artifact ``aid`` is stored (queued ones are not counted)."""
         with self._env.read() as txn:

@@ -9,6 +9,7 @@ local state (``rebuild`` regenerates it from ``blob``)
     ``seq``      insert sequence (8-byte big-endian) -> artifact id
     ``phantom``  id of an artifact referenced but not yet present -> b""
     ``chain``    id of a whole-stored artifact -> longest delta chain ending on it
+    ``deps``     artifact id -> how many stored deltas use it as their base
     ``checkin``  check-in id -> its metadata (JSON)
     ``cseq``     check-in sequence (8-byte big-endian) -> check-in id
     ``child``    parent id + child id -> b""
@@ -42,6 +43,7 @@ LOCAL_TABLES = (
     "seq",
     "phantom",
     "chain",
+    "deps",
     "checkin",
     "cseq",
     "child",

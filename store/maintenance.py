@@ -209,9 +209,12 @@ def rebuild_txn(txn, db, progress: Progress = _quiet) -> dict:
 
 
 def _rebuild_chains(txn, db, depth: dict[bytes, int]) -> None:
-    """Recompute, for each whole artifact, the longest delta chain that ends on it."""
+    """Recompute the longest delta chain ending on each whole artifact, and dependents counts."""
     chain: dict[bytes, int] = {}
+    deps: dict[bytes, int] = {}
     for aid in depth:
+        base = blobfmt.delta_base(txn.get(aid, db=db["blob"]))
+        deps[base] = deps.get(base, 0) + 1
         hops, cur = 0, aid
         while True:
             stored = txn.get(cur, db=db["blob"])
@@ -226,6 +229,8 @@ def _rebuild_chains(txn, db, depth: dict[bytes, int]) -> None:
             chain[cur] = max(chain.get(cur, 0), hops)
     for root, hops in chain.items():
         txn.put(root, min(hops, 0xFFFF).to_bytes(2, "little"), db=db["chain"])
+    for base, n in deps.items():
+        txn.put(base, n.to_bytes(4, "little"), db=db["deps"])
 
 
 def rebuild(env, progress: Progress = _quiet) -> dict:
