@@ -18,10 +18,10 @@ import random
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.util import best_of
 from herofossil import delta
 
 REPEATS = 3
@@ -49,16 +49,6 @@ def make_pair(size_mb: int, seed: int = 20) -> tuple[bytes, bytes]:
     return source, b"".join(lines)
 
 
-def best_of(fn: Callable[[], object], repeats: int = REPEATS) -> float:
-    """Smallest wall time of ``repeats`` calls, in seconds."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _fossil(*args: str, cwd: Path) -> Callable[[], object]:
     fossil = shutil.which("fossil")
     return lambda: subprocess.run([fossil, *args], cwd=cwd, check=True, capture_output=True)
@@ -71,8 +61,8 @@ def run(size_mb: int = 20) -> list[dict]:
     assert delta.apply(source, ours_delta) == target
     codec = "cython" if "cython" in delta.IMPLEMENTATIONS else "reference"
     rows = [
-        {"op": "create", "ours": best_of(lambda: delta.create(source, target))},
-        {"op": "apply", "ours": best_of(lambda: delta.apply(source, ours_delta))},
+        {"op": "create", "ours": best_of(lambda: delta.create(source, target), REPEATS)},
+        {"op": "apply", "ours": best_of(lambda: delta.apply(source, ours_delta), REPEATS)},
     ]
     for row in rows:
         row.update(size_mb=size_mb, codec=codec, delta_bytes=len(ours_delta))
@@ -86,9 +76,12 @@ def run(size_mb: int = 20) -> list[dict]:
         _fossil("test-delta-create", "src", "tgt", "delta", cwd=d)()
         fossil_delta = (d / "delta").read_bytes()
         assert fossil_delta == ours_delta, "our delta differs from Fossil's"
-        baseline = best_of(_fossil("test-delta-apply", "src", "noop", "noop.out", cwd=d))
-        rows[0]["fossil"] = best_of(_fossil("test-delta-create", "src", "tgt", "delta", cwd=d))
-        rows[1]["fossil"] = best_of(_fossil("test-delta-apply", "src", "delta", "out", cwd=d))
+        noop = _fossil("test-delta-apply", "src", "noop", "noop.out", cwd=d)
+        create = _fossil("test-delta-create", "src", "tgt", "delta", cwd=d)
+        apply = _fossil("test-delta-apply", "src", "delta", "out", cwd=d)
+        baseline = best_of(noop, REPEATS)
+        rows[0]["fossil"] = best_of(create, REPEATS)
+        rows[1]["fossil"] = best_of(apply, REPEATS)
     for row in rows:
         row["fossil_noop"] = baseline
         row["fossil_net"] = max(row["fossil"] - baseline, 1e-9)

@@ -8,10 +8,9 @@ rows. Both texts describe the same records: one action per record in HeroScript,
 from __future__ import annotations
 
 import sys
-import time
 import tomllib
-from collections.abc import Callable
 
+from bench.util import best_of
 from herofossil.parsers import heroscript
 
 
@@ -46,24 +45,15 @@ def toml_text(n: int) -> str:
     return "\n".join(out)
 
 
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def run(n_actions: int = 2000, repeat: int = 5) -> list[dict[str, object]]:
     """Time ``heroscript.parse`` and ``tomllib.loads`` on equivalent texts; one row per layout."""
     toml = toml_text(n_actions)
-    t_toml = _best(lambda: tomllib.loads(toml), repeat)
+    t_toml = best_of(lambda: tomllib.loads(toml), repeat)
     rows = []
     for layout, one_line in (("one line per action", True), ("one param per line", False)):
         hero = hero_text(n_actions, one_line)
         assert len(heroscript.parse(hero).actions) == n_actions
-        t_hero = _best(lambda h=hero: heroscript.parse(h), repeat)
+        t_hero = best_of(lambda h=hero: heroscript.parse(h), repeat)
         rows.append({"layout": layout, "actions": n_actions, "hero_bytes": len(hero),
                      "toml_bytes": len(toml), "heroscript_ms": round(t_hero * 1000, 2),
                      "tomllib_ms": round(t_toml * 1000, 2),

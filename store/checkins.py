@@ -165,37 +165,25 @@ class CheckinIndex:
     def branches(self) -> list[str]:
         return [k.decode() for k, _ in self.txn.cursor(db=self.dbs["tip"])]
 
-    def leaves(self, branch: str) -> list[bytes]:
-        prefix = branch.encode() + b"\0"
+    def _suffixes(self, table: str, prefix: bytes) -> list[bytes]:
+        """The rest of every key of ``table`` that starts with ``prefix``."""
         out = []
-        cur = self.txn.cursor(db=self.dbs["leaf"])
+        cur = self.txn.cursor(db=self.dbs[table])
         if cur.set_range(prefix):
-            for key, _ in cur:
+            for key in cur.iternext(values=False):
                 if not key.startswith(prefix):
                     break
-                out.append(key[len(prefix) :])
+                out.append(key[len(prefix):])
         return out
+
+    def leaves(self, branch: str) -> list[bytes]:
+        return self._suffixes("leaf", branch.encode() + b"\0")
 
     def children(self, cid: bytes) -> list[bytes]:
-        out = []
-        cur = self.txn.cursor(db=self.dbs["child"])
-        if cur.set_range(cid):
-            for key, _ in cur:
-                if not key.startswith(cid):
-                    break
-                out.append(key[32:])
-        return out
+        return self._suffixes("child", cid)
 
     def tagged(self, name: str) -> list[bytes]:
-        prefix = name.encode() + b"\0"
-        out = []
-        cur = self.txn.cursor(db=self.dbs["tag"])
-        if cur.set_range(prefix):
-            for key, _ in cur:
-                if not key.startswith(prefix):
-                    break
-                out.append(key[len(prefix) :])
-        return out
+        return self._suffixes("tag", name.encode() + b"\0")
 
     def tags(self) -> dict[str, list[bytes]]:
         out: dict[str, list[bytes]] = {}
