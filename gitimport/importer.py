@@ -38,9 +38,9 @@ from herofossil.gitimport.objects import (
     MODE_TREE,
     CommitInfo,
     file_perm,
+    is_canonical_order,
     is_tree_mode,
     parse_tree,
-    serialize_tree,
     split_ident,
 )
 from herofossil.gitimport.stream import CommitStream
@@ -230,7 +230,7 @@ class Importer:
             else:
                 repro = False
                 content = content or file_perm(mode) is not None
-        if repro and serialize_tree(entries) != raw:
+        if repro and not is_canonical_order(entries):
             repro = False
         got = (repro, content or not repro)
         if len(self.memo) > 500_000:

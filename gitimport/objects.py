@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 
 from herofossil.gitimport.errors import GitObjectError
@@ -41,21 +42,21 @@ def file_perm(mode: bytes) -> str | None:
     return None
 
 
+_TREE_ENTRY = re.compile(rb"([0-9]+) ([^\0]*)\0(.{20})", re.S)
+_WHOLE_TREE = re.compile(rb"(?:[0-9]+ [^\0]*\0.{20})*", re.S)
+
+
 def parse_tree(raw: bytes, sha: str = "?") -> list[tuple[bytes, bytes, str]]:
     """(mode, name, hex id) of each entry of a raw tree, in stored order."""
-    out = []
-    i, n = 0, len(raw)
-    try:
-        while i < n:
-            sp = raw.index(b" ", i)
-            nul = raw.index(b"\0", sp)
-            out.append((raw[i:sp], raw[sp + 1 : nul], raw[nul + 1 : nul + 21].hex()))
-            i = nul + 21
-            if i > n:
-                raise ValueError
-    except ValueError:
-        raise GitObjectError(f"tree {sha} is corrupt") from None
-    return out
+    if _WHOLE_TREE.fullmatch(raw) is None:
+        raise GitObjectError(f"tree {sha} is corrupt")
+    return [(m, n, h.hex()) for m, n, h in _TREE_ENTRY.findall(raw)]
+
+
+def is_canonical_order(entries: list[tuple[bytes, bytes, str]]) -> bool:
+    """True when ``entries`` are in Git's order (so ``serialize_tree`` gives them back)."""
+    keys = [name + b"/" if mode == MODE_TREE else name for mode, name, _ in entries]
+    return keys == sorted(keys)
 
 
 def _sort_key(entry: tuple[bytes, bytes, str]) -> bytes:

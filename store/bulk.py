@@ -92,12 +92,15 @@ class BulkWriter:
             ci = CheckinIndex(txn, self._db)
             branches = set()
             added = 0
+            batch_data: dict[bytes, bytes] = {}  # contents this batch holds anyway
             for op in ops:
                 kind = op[0]
                 if kind == "blob":
                     aw.add(op[2])
+                    batch_data[op[1]] = op[2]
                 elif kind == "deltify":
-                    aw.deltify(op[1], op[2])
+                    aw.deltify(op[1], op[2], old_data=batch_data.get(op[1]),
+                               new_data=batch_data.get(op[2]))
                 elif kind == "checkin":
                     _, cid, data, m, nfiles, changed = op
                     if aw.has(cid) and ci.get(cid) is not None:

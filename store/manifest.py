@@ -310,19 +310,16 @@ class Manifest:
 
     def _file_lines(self) -> list[str]:
         files = self.files
-        keyed = [(_enc(f.name), f) for f in files]
-        keyed.sort(key=lambda kf: kf[0])
+        keyed = [(_file_name(f.name), f) for f in files]
+        keyed.sort(key=lambda kf: kf[0][0])
         delta = self.baseline is not None
         out: list[str] = []
         ap = out.append
         prev = None
-        for key, f in keyed:
+        for (key, name), f in keyed:
             if key == prev:
                 raise InvalidPathError(f"duplicate file name in manifest: {f.name!r}")
             prev = key
-            if not _simple_path(key):
-                raise InvalidPathError(f"not a valid file name for Fossil: {f.name!r}")
-            name = fossilize(f.name)
             uuid = f.uuid
             if uuid is None:
                 if not delta:
@@ -424,6 +421,22 @@ _FOREIGN = frozenset(b"AEGHIJKLMW")
 _MANIFEST_ONLY = frozenset(b"BFQR")
 _MANIFEST_ALLOWED = frozenset(b"BCDFNPQRTUZ")
 _CONTROL_ALLOWED = frozenset(b"DTUZ")
+
+
+_NAMES: dict[str, tuple[bytes, str]] = {}
+
+
+def _file_name(name: str) -> tuple[bytes, str]:
+    """(sort key, fossilized form) of a valid F-card name; names repeat, so they are cached."""
+    got = _NAMES.get(name)
+    if got is None:
+        key = _enc(name)
+        if not _simple_path(key):
+            raise InvalidPathError(f"not a valid file name for Fossil: {name!r}")
+        if len(_NAMES) > 200_000:
+            _NAMES.clear()
+        got = _NAMES[name] = (key, fossilize(name))
+    return got
 
 
 def _simple_path(b: bytes) -> bool:
