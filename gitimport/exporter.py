@@ -43,6 +43,7 @@ class ExportResult:
 
 
 def _ensure_repo(path: str) -> tuple[str, bool]:
+    gitproc.require_git()
     if os.path.isdir(path) and os.listdir(path):
         return gitproc.find_gitdir(path), False
     os.makedirs(path, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 from herofossil.gitimport.errors import (
@@ -23,8 +24,16 @@ def git(gitdir: str, *args: str, input: bytes | None = None, check: bool = True)
     return proc.stdout
 
 
+def require_git() -> None:
+    """Fail clearly when the ``git`` command, which reads and writes objects here, is missing."""
+    if shutil.which("git") is None:
+        raise GitError("the git command is not installed: Git import and export need it "
+                       "(apt-get install git)")
+
+
 def find_gitdir(path: str) -> str:
     """The Git directory of the repository at ``path`` (bare or with a work tree)."""
+    require_git()
     if not os.path.isdir(path):
         raise NotAGitRepositoryError(f"{path} is not a Git repository: no such directory")
     proc = subprocess.run(["git", "-C", path, "rev-parse", "--absolute-git-dir"],

@@ -254,3 +254,16 @@ def test_cli_import_export_map(rich, tmp_path):
     assert _refs(tmp_path / "o.git") == rich.refs()
     assert main(["-R", store, "git", "map", "trunk"]) == 0
     assert main(["-R", store, "import", "git", str(tmp_path)]) == NotAGitRepositoryError.exit_code
+
+
+def test_missing_git_command_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "herofossil", "-R", str(tmp_path / "store"), "import", "git",
+         str(src)], env={"PATH": str(tmp_path), "HOME": str(tmp_path)}, capture_output=True)
+    assert proc.returncode != 0
+    assert b"git command is not installed" in proc.stderr and b"Traceback" not in proc.stderr
