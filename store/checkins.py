@@ -134,6 +134,46 @@ class ManifestCache:
 MANIFESTS = ManifestCache()
 
 
+def checkin_summary(m: mf.Manifest, parent: mf.Manifest | None, parent_id: str | None,
+                    files_of) -> tuple[int, list[str]]:
+    """(file count of ``m``, paths it changed relative to its first parent), sorted.
+
+    ``files_of(id)`` resolves a check-in's full file list; it is called only
+    when the cards cannot answer: two delta-manifests on one baseline (the
+    common case) cost O(cards), not O(files).
+    """
+    if m.baseline is not None:
+        base = files_of(m.baseline)
+        nfiles = len(base)
+        for c in m.files:
+            nfiles += (c.uuid is not None) - (c.name in base)
+    else:
+        nfiles = len(m.files)
+    if parent is None:
+        return nfiles, sorted(files_of_manifest(m, files_of))
+    if m.baseline is not None and m.baseline == (parent.baseline or parent_id):
+        mine = {c.name: (c.uuid, c.perm) for c in m.files}
+        theirs = {} if parent.baseline is None else {c.name: (c.uuid, c.perm)
+                                                     for c in parent.files}
+        return nfiles, sorted(p for p in mine.keys() | theirs.keys()
+                              if mine.get(p) != theirs.get(p))
+    a, b = files_of(parent_id), files_of_manifest(m, files_of)
+    return nfiles, sorted(p for p in a.keys() | b.keys() if a.get(p) != b.get(p))
+
+
+def files_of_manifest(m: mf.Manifest, files_of) -> dict[str, mf.FileCard]:
+    """The full file list of ``m`` (through its baseline's, from ``files_of``)."""
+    if m.baseline is None:
+        return {c.name: c for c in m.files}
+    out = dict(files_of(m.baseline))
+    for c in m.files:
+        if c.uuid is None:
+            out.pop(c.name, None)
+        else:
+            out[c.name] = c
+    return out
+
+
 class CheckinIndex:
     """Reads and writes the check-in tables inside one transaction."""
 

@@ -16,7 +16,13 @@ from herofossil.store import blobs as blobfmt
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader, artifact_id
-from herofossil.store.checkins import DEFAULT_BRANCH, INDEXED, MANIFESTS, CheckinIndex
+from herofossil.store.checkins import (
+    DEFAULT_BRANCH,
+    INDEXED,
+    MANIFESTS,
+    CheckinIndex,
+    checkin_summary,
+)
 from herofossil.store.lmdbenv import LOCAL_TABLES
 from herofossil.store.tree import Tree
 from herofossil.store.writer import fill_tree
@@ -171,26 +177,26 @@ def rebuild_txn(txn, db, progress: Progress = _quiet) -> dict:
     _rebuild_chains(txn, db, depth)
     ci = CheckinIndex(txn, db)
     order = _topological(manifests)
+    def files_of(h: str) -> dict:
+        return MANIFESTS.files(reader, bytes.fromhex(h))
+
+    seen: set[str] = set()
     for n, cid in enumerate(order, 1):
         m = manifests[cid]
         MANIFESTS.remember(cid, m)
+        pid = m.parents[0] if m.parents else None
+        parent = manifests.get(bytes.fromhex(pid)) if pid else None
         try:
-            files = MANIFESTS.files(reader, cid)
-        except HeroFossilError:
-            files = {}
-        changed = None
-        if m.parents and bytes.fromhex(m.parents[0]) in manifests:
-            try:
-                pfiles = MANIFESTS.files(reader, bytes.fromhex(m.parents[0]))
-                changed = [p for p in set(files) | set(pfiles) if files.get(p) != pfiles.get(p)]
-            except HeroFossilError:
-                changed = None
-        elif not m.parents:
-            changed = list(files)
-        for ref in [*m.parents, *(c.uuid for c in files.values() if c.uuid)]:
-            if len(ref) == 64:
+            nfiles, changed = checkin_summary(m, parent, pid if parent else None, files_of)
+        except HeroFossilError:  # a baseline or parent manifest is missing: index it anyway
+            nfiles, changed = len(m.files), None
+        # Every file a check-in references is a card of it or of its baseline, which is a
+        # check-in too: looking at each manifest's own cards covers all references once.
+        for ref in [*m.parents, *(c.uuid for c in m.files if c.uuid)]:
+            if len(ref) == 64 and ref not in seen:
+                seen.add(ref)
                 aw.add_phantom(bytes.fromhex(ref))
-        ci.index_checkin(cid, m, len(files), changed)
+        ci.index_checkin(cid, m, nfiles, changed)
         if n % 64 == 0:
             progress("rebuild: index check-ins", n, len(order))
     for ctl in sorted(controls, key=lambda c: c.date):

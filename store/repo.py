@@ -15,7 +15,13 @@ from herofossil.store import lmdbenv, refs
 from herofossil.store import manifest as mf
 from herofossil.store.blobs import BlobReader
 from herofossil.store.changes import Delete, MakeDir, Put, Rename
-from herofossil.store.checkins import DEFAULT_BRANCH, MANIFESTS, Checkin, CheckinIndex
+from herofossil.store.checkins import (
+    DEFAULT_BRANCH,
+    MANIFESTS,
+    Checkin,
+    CheckinIndex,
+    checkin_summary,
+)
 from herofossil.store.paths import normalize
 from herofossil.store.tree import Entry, Tree, tree_key
 from herofossil.store.views import ManifestView, TreeView
@@ -294,27 +300,20 @@ class Repo:
     def changed_paths(self, ref: str) -> list[str]:
         """Paths check-in ``ref`` changed relative to its first parent, sorted.
 
-        Costs O(changes) when both are delta-manifests on one baseline (the
-        common case for check-ins written here), O(files) otherwise.
+        O(changes) when both are delta-manifests on one baseline (the common
+        case for check-ins written here), O(files) otherwise.
         """
         with self._read() as txn:
             ci = CheckinIndex(txn, self._db)
             cid = refs.resolve(ci, ref, self.default_branch)
             reader = BlobReader(txn, self._db["blob"])
             m = MANIFESTS.manifest(reader, cid)
-            if not m.parents or ci.get(bytes.fromhex(m.parents[0])) is None:
-                return sorted(MANIFESTS.files(reader, cid))
-            pid = bytes.fromhex(m.parents[0])
-            pm = MANIFESTS.manifest(reader, pid)
-            if m.baseline is not None and m.baseline == (pm.baseline or pid.hex()):
-                mine = {c.name: (c.uuid, c.perm) for c in m.files}
-                theirs = {} if pm.baseline is None else {c.name: (c.uuid, c.perm)
-                                                         for c in pm.files}
-                return sorted(p for p in set(mine) | set(theirs)
-                              if mine.get(p) != theirs.get(p))
-            a = MANIFESTS.files(reader, pid)
-            b = MANIFESTS.files(reader, cid)
-            return sorted(p for p in set(a) | set(b) if a.get(p) != b.get(p))
+            pid = m.parents[0] if m.parents else None
+            if pid is not None and ci.get(bytes.fromhex(pid)) is None:
+                pid = None
+            parent = MANIFESTS.manifest(reader, bytes.fromhex(pid)) if pid else None
+            return checkin_summary(m, parent, pid,
+                                   lambda h: MANIFESTS.files(reader, bytes.fromhex(h)))[1]
 
     def branches(self) -> dict[str, str]:
         """Branch name -> id of its tip (the newest leaf)."""
