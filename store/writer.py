@@ -192,9 +192,8 @@ class _Pending:
         self.put(path + "/" + DIR_MARKER, aid, "", 0)
 
 
-def _next_date(parent: Checkin | None, date: str | None) -> str:
-    if date is not None:
-        return date
+def _next_date(parent: Checkin | None) -> str:
+    """Now, in Fossil's millisecond format, and always after the parent's date."""
     ms = int(time.time() * 1000)
     if parent is not None:
         ms = max(ms, round(parent.time * 1000) + 1)
@@ -242,7 +241,7 @@ def commit(
         prec = ci.require(parent)
         if parent != tip or not ci.indexed(branch):
             fill_tree(tree, aw, MANIFESTS.files(aw, parent), prec.time)
-    date = _next_date(prec, None)
+    date = _next_date(prec)
     pending = _Pending(tree, aw, mf.date_to_datetime(date).timestamp())
     for change in changes:
         pending.apply(change)
@@ -277,10 +276,10 @@ def commit(
     cid, _ = aw.add(data)
     for old, new, new_data in pending.replaced:
         aw.deltify(old, new, new_data=new_data)
-    if full and not pm.baseline:
+    if full:  # the previous baseline becomes a reverse delta on the new one
+        aw.deltify(bytes.fromhex(pm.baseline) if pm.baseline else parent, cid, new_data=data)
+    elif pm.baseline:  # consecutive delta-manifests share most of their cards
         aw.deltify(parent, cid, new_data=data)
-    elif full:
-        aw.deltify(bytes.fromhex(pm.baseline), cid, new_data=data)
     record = ci.index_checkin(cid, m, nfiles, list(pending.cards))
     ci.set_tip(branch, cid, indexed=True)
     aw.verify_touched()
