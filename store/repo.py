@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import heapq
 import io
@@ -43,9 +44,11 @@ def default_store_path() -> str:
 
 def default_user() -> str:
     """The user recorded on check-ins: ``$HEROFOSSIL_USER``, else the login name."""
-    user = os.environ.get("HEROFOSSIL_USER")
-    if user:
-        return user
+    return os.environ.get("HEROFOSSIL_USER") or _login_name()
+
+
+@functools.lru_cache(maxsize=1)
+def _login_name() -> str:
     try:
         return getpass.getuser()
     except Exception:  # no login name (containers): a stable fallback
