@@ -28,12 +28,16 @@ class ArtifactWriter(BlobReader):
         self.dbs = dbs
         self.touched: set[bytes] = set()
         self.pending: dict[bytes, bytes] = {}
+        # Artifacts added whole in this transaction wait uncompressed (as b"R" forms):
+        # most old versions become deltas before commit, so compressing them first is waste.
+        self.uncompressed: set[bytes] = set()
 
     def stored(self, aid: bytes) -> bytes | None:
         value = self.pending.get(aid)
         return value if value is not None else self.txn.get(aid, db=self.db)
 
     def _put(self, aid: bytes, stored: bytes) -> None:
+        self.uncompressed.discard(aid)
         if aid in self.pending or self.txn.get(aid, db=self.db) is None:
             self.pending[aid] = stored
         else:
@@ -58,12 +62,14 @@ class ArtifactWriter(BlobReader):
         self.touched.add(aid)
         return True
 
-    def add(self, data: bytes) -> tuple[bytes, bool]:
-        """Store ``data`` whole; returns (id, newly added)."""
-        aid = artifact_id(data)
+    def add(self, data: bytes, aid: bytes | None = None) -> tuple[bytes, bool]:
+        """Store ``data`` whole; returns (id, newly added). ``aid``: its id, if known."""
+        if aid is None:
+            aid = artifact_id(data)
         if self.stored(aid) is not None:
             return aid, False
-        self.put_stored(aid, blobs.encode_whole(data))
+        self.put_stored(aid, blobs.RAW + data)
+        self.uncompressed.add(aid)
         return aid, True
 
     def add_phantom(self, aid: bytes) -> None:
@@ -183,8 +189,12 @@ class ArtifactWriter(BlobReader):
     def write_pending(self) -> None:
         """Write the stored forms that wait in ``pending`` (once, in key order)."""
         for aid in sorted(self.pending):
-            self.txn.put(aid, self.pending[aid], db=self.db)
+            stored = self.pending[aid]
+            if aid in self.uncompressed:
+                stored = blobs.encode_whole(stored[1:])
+            self.txn.put(aid, stored, db=self.db)
         self.pending.clear()
+        self.uncompressed.clear()
 
     def verify_touched(self) -> None:
         """Write what is pending, then re-read and re-hash every artifact of this transaction."""

@@ -96,7 +96,7 @@ class BulkWriter:
             for op in ops:
                 kind = op[0]
                 if kind == "blob":
-                    aw.add(op[2])
+                    aw.add(op[2], op[1])
                     batch_data[op[1]] = op[2]
                 elif kind == "deltify":
                     aw.deltify(op[1], op[2], old_data=batch_data.get(op[1]),
@@ -105,12 +105,12 @@ class BulkWriter:
                     _, cid, data, m, nfiles, changed = op
                     if aw.has(cid) and ci.get(cid) is not None:
                         continue
-                    aw.add(data)
+                    aw.add(data, cid)
                     MANIFESTS.remember(cid, m)
                     branches.add(ci.index_checkin(cid, m, nfiles, changed).branch)
                     added += 1
                 elif kind == "control":
-                    aw.add(op[2])
+                    aw.add(op[2], op[1])
                     ci.index_control(op[3])
             aw.verify_touched()
             if update_tips:
