@@ -1,6 +1,6 @@
 """HeroScript reader and writers, compatible with the reference ``herolib`` playbook parser.
 
-``parse(text)`` reads every file the reference reads (see ``/work/shared/HEROSCRIPT.md``)
+``parse(text)`` reads every file the reference reads (see the project's ``shared/HEROSCRIPT.md``)
 into a ``Playbook`` of ``Action``; ``Playbook.dumps()`` writes the original text back with
 only edited values changed; ``format(playbook)`` writes the canonical form of the reference
 export.
