@@ -39,6 +39,8 @@ MIN_DELTA_SIZE = 256
 # A delta is kept only when its compressed form is at most this share of the whole's.
 DELTA_GAIN = 0.75
 ZSTD_LEVEL = 3
+# A zstd frame costs at least 9 bytes of header and checksum: below this, keep bytes raw.
+MIN_COMPRESS_SIZE = 32
 
 _local = threading.local()
 
@@ -71,6 +73,8 @@ def artifact_id(data: bytes) -> bytes:
 
 def encode_whole(data: bytes) -> bytes:
     """The stored form of ``data`` kept whole (compressed unless that makes it larger)."""
+    if len(data) < MIN_COMPRESS_SIZE:
+        return RAW + data
     packed = _zc().compress(data)
     if len(packed) >= len(data):
         return RAW + data

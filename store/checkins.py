@@ -314,10 +314,9 @@ class CheckinIndex:
             for t in m.tags
             if t.name.startswith("sym-") and t.kind in "*+" and t.target == "*"
         )
-        record = _encode_record(
-            seq, mf.date_to_datetime(m.date).timestamp(), nfiles, m.parents, m.baseline,
-            (m.date, m.user, branch, m.comment, "\n".join(symtags)),
-        )
+        when = mf.date_to_datetime(m.date).timestamp()
+        record = _encode_record(seq, when, nfiles, m.parents, m.baseline,
+                                (m.date, m.user, branch, m.comment, "\n".join(symtags)))
         self.txn.put(cid, record, db=self.dbs["checkin"])
         self.txn.put(pack_u64(seq), cid, db=self.dbs["cseq"])
         bkey = branch.encode() + b"\0"
@@ -335,7 +334,9 @@ class CheckinIndex:
             sk = pack_u64(seq)
             for path in changed:
                 self.txn.put(path.encode() + b"\0" + sk, b"", db=self.dbs["pathlog"])
-        return _decode_record(cid, self.txn.get(cid, db=self.dbs["checkin"]))
+        return Checkin(id=cid.hex(), parents=list(m.parents), date=m.date, time=when,
+                       user=m.user, comment=m.comment, branch=branch, seq=seq, tags=symtags,
+                       nfiles=nfiles, baseline=m.baseline)
 
     def index_control(self, ctl: mf.ControlArtifact) -> None:
         """Apply the sym-tag changes of a control artifact."""

@@ -31,7 +31,7 @@ def _delta_limit(nfiles: int) -> int:
     # Delta size grows by one card per changed file; a full baseline costs
     # O(files). Re-baselining at ~2*sqrt(files) keeps the amortised cost per
     # check-in O(sqrt(files)) while manifests stay small.
-    return max(64, int(2 * math.sqrt(max(nfiles, 1))))
+    return max(16, int(2 * math.sqrt(max(nfiles, 1))))
 
 
 def _as_bytes(data) -> bytes:
