@@ -38,9 +38,8 @@ from herofossil.gitimport.objects import (
     MODE_TREE,
     CommitInfo,
     file_perm,
-    is_canonical_order,
     is_tree_mode,
-    parse_tree,
+    parse_tree_raw,
     split_ident,
 )
 from herofossil.gitimport.stream import CommitStream
@@ -218,24 +217,29 @@ class Importer:
         if got is not None:
             return got
         raw = self._raw(sha, objects)
-        entries = parse_tree(raw, sha)
+        memo = self.memo
         repro, content = True, False
-        for mode, _name, h in entries:
+        keys = []
+        for mode, name, bid in parse_tree_raw(raw, sha):
             if mode in _PLAIN:
                 content = True
+                keys.append(name)
             elif mode == MODE_TREE or is_tree_mode(mode):
-                sub = self._evaluate(h, objects)[1]
-                content = content or sub
-                repro = repro and sub and mode == MODE_TREE
+                h = bid.hex()
+                sub = memo.get(h) or self._evaluate(h, objects)
+                content = content or sub[1]
+                repro = repro and sub[1] and mode == MODE_TREE
+                keys.append(name + b"/")
             else:
                 repro = False
                 content = content or file_perm(mode) is not None
-        if repro and not is_canonical_order(entries):
+        # Entries in Git's order re-serialise to the same bytes, so the tree is reproducible.
+        if repro and keys != sorted(keys):
             repro = False
         got = (repro, content or not repro)
-        if len(self.memo) > 500_000:
-            self.memo.clear()
-        self.memo[sha] = got
+        if len(memo) > 500_000:
+            memo.clear()
+        memo[sha] = got
         return got
 
     # ---- one commit

@@ -46,17 +46,16 @@ _TREE_ENTRY = re.compile(rb"([0-9]+) ([^\0]*)\0(.{20})", re.S)
 _WHOLE_TREE = re.compile(rb"(?:[0-9]+ [^\0]*\0.{20})*", re.S)
 
 
-def parse_tree(raw: bytes, sha: str = "?") -> list[tuple[bytes, bytes, str]]:
-    """(mode, name, hex id) of each entry of a raw tree, in stored order."""
+def parse_tree_raw(raw: bytes, sha: str = "?") -> list[tuple[bytes, bytes, bytes]]:
+    """(mode, name, 20-byte id) of each entry of a raw tree, in stored order."""
     if _WHOLE_TREE.fullmatch(raw) is None:
         raise GitObjectError(f"tree {sha} is corrupt")
-    return [(m, n, h.hex()) for m, n, h in _TREE_ENTRY.findall(raw)]
+    return _TREE_ENTRY.findall(raw)
 
 
-def is_canonical_order(entries: list[tuple[bytes, bytes, str]]) -> bool:
-    """True when ``entries`` are in Git's order (so ``serialize_tree`` gives them back)."""
-    keys = [name + b"/" if mode == MODE_TREE else name for mode, name, _ in entries]
-    return keys == sorted(keys)
+def parse_tree(raw: bytes, sha: str = "?") -> list[tuple[bytes, bytes, str]]:
+    """(mode, name, hex id) of each entry of a raw tree, in stored order."""
+    return [(m, n, h.hex()) for m, n, h in parse_tree_raw(raw, sha)]
 
 
 def _sort_key(entry: tuple[bytes, bytes, str]) -> bytes:
