@@ -427,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref", nargs="?", help="version to check (default: trunk's tip)")
     cmd("verify", cmd_verify, "re-hash every artifact and check every index")
     cmd("rebuild", cmd_rebuild, "regenerate all indexes from the artifacts")
-    cmd("compact", cmd_compact, "rewrite the store without LMDB's free pages (only when no "
-        "other process has it open)")
+    cmd("compact", cmd_compact, "rewrite the store densely, without LMDB's free pages (only "
+        "when no other process has it open)")
     sp = cmd("stats", cmd_stats, "counts and sizes")
     sp.add_argument("--json", action="store_true")
     sp = cmd("export", cmd_export, "export artifacts DIR: every artifact as a file named by "

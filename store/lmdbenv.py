@@ -10,7 +10,7 @@ local state (``rebuild`` regenerates it from ``blob``)
     ``phantom``  id of an artifact referenced but not yet present -> b""
     ``chain``    id of a whole-stored artifact -> longest delta chain ending on it
     ``deps``     artifact id -> how many stored deltas use it as their base
-    ``checkin``  check-in id -> its metadata (JSON)
+    ``checkin``  check-in id -> its metadata (a compact binary record, see ``checkins``)
     ``cseq``     check-in sequence (8-byte big-endian) -> check-in id
     ``child``    parent id + child id -> b""
     ``leaf``     branch + NUL + check-in id -> b""
@@ -31,7 +31,6 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import TypeVar
 
 import lmdb
@@ -141,25 +140,6 @@ class StoreEnv:
                 except BaseException:
                     txn.abort()
                     raise
-
-    @contextmanager
-    def write_txn(self):
-        """A write transaction as a context manager, for code that cannot be retried.
-
-        On a full map the transaction fails with ``StoreError``; prefer ``write``.
-        """
-        with self._write_lock:
-            txn = self.env.begin(write=True)
-            try:
-                yield txn
-                txn.commit()
-            except lmdb.MapFullError as exc:
-                txn.abort()
-                self._grow()
-                raise StoreError("store map was full; it has been grown, retry") from exc
-            except BaseException:
-                txn.abort()
-                raise
 
     def _grow(self) -> None:
         size = self.env.info()["map_size"]

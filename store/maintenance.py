@@ -177,6 +177,7 @@ def rebuild_txn(txn, db, progress: Progress = _quiet) -> dict:
     _rebuild_chains(txn, db, depth)
     ci = CheckinIndex(txn, db)
     order = _topological(manifests)
+
     def files_of(h: str) -> dict:
         return MANIFESTS.files(reader, bytes.fromhex(h))
 
@@ -219,14 +220,14 @@ def _rebuild_chains(txn, db, depth: dict[bytes, int]) -> None:
     chain: dict[bytes, int] = {}
     deps: dict[bytes, int] = {}
     for aid in depth:
-        base = blobfmt.delta_base(txn.get(aid, db=db["blob"]))
-        deps[base] = deps.get(base, 0) + 1
         hops, cur = 0, aid
         while True:
             stored = txn.get(cur, db=db["blob"])
             base = blobfmt.delta_base(stored) if stored else None
             if base is None:
                 break
+            if cur == aid:
+                deps[base] = deps.get(base, 0) + 1
             hops += 1
             cur = base
             if hops > blobfmt.MAX_CHAIN * 4:
