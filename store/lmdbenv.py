@@ -65,6 +65,31 @@ _open_envs: dict[str, StoreEnv] = {}
 _open_lock = threading.Lock()
 
 
+class _WriteJob:
+    """One ``StoreEnv.write`` call waiting in (or settled by) a group commit."""
+
+    __slots__ = ("fn", "result", "error", "done")
+
+    def __init__(self, fn: Callable[[lmdb.Transaction], T]):
+        self.fn = fn
+        self.result = None
+        self.error: BaseException | None = None
+        self.done = False
+
+    def run_nested(self, env: lmdb.Environment, parent: lmdb.Transaction) -> None:
+        """Run in a transaction nested in ``parent``: kept on success, rolled back on error."""
+        child = env.begin(write=True, parent=parent)
+        try:
+            self.result = self.fn(child)
+            child.commit()
+        except lmdb.MapFullError:
+            child.abort()
+            raise
+        except Exception as exc:
+            child.abort()
+            self.error = exc
+
+
 class StoreEnv:
     """One LMDB environment with the store's tables; shared by every Repo of a process."""
 
@@ -76,6 +101,10 @@ class StoreEnv:
         self._lockfd = os.open(os.path.join(path, MARKER), os.O_RDONLY)
         fcntl.flock(self._lockfd, fcntl.LOCK_SH)
         self._write_lock = threading.Lock()
+        self._queued = threading.Condition()
+        self._queue: list[_WriteJob] = []
+        self._leading = False
+        self.commits = 0  # durable write transactions this process has committed
         self.db: dict = {}
         try:
             self._open_lmdb()
@@ -118,12 +147,39 @@ class StoreEnv:
             return self.env.begin(buffers=False)
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        """Run ``fn(txn)`` in one durable write transaction; grow the map when full.
+        """Run ``fn(txn)`` in a durable write transaction; grow the map when full.
 
-        ``fn`` may run more than once (after a map growth), so it must not have
-        side effects outside the transaction before it returns.
+        Group commit: writes that threads of this process submit while another
+        write is committing are run together, each in its own nested
+        transaction (so one that raises is rolled back alone), and made durable
+        by a single commit; every call returns (or raises) only once its own
+        changes are durable, exactly as when it runs alone. ``fn`` may run more
+        than once (after a map growth), so it must not have side effects
+        outside the transaction before it returns.
         """
-        with self._write_lock:
+        job = _WriteJob(fn)
+        with self._queued:
+            self._queue.append(job)
+            while not job.done and self._leading:
+                self._queued.wait()
+            if not job.done:  # lead: run everything queued so far
+                self._leading = True
+                batch, self._queue = self._queue, []
+        if not job.done:
+            try:
+                with self._write_lock:
+                    self._run_batch(batch)
+            finally:
+                with self._queued:
+                    self._leading = False
+                    self._queued.notify_all()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _run_batch(self, batch: list[_WriteJob]) -> None:
+        """Run ``batch`` in one write transaction and one durable commit; settle each job."""
+        try:
             while True:
                 try:
                     txn = self.env.begin(write=True)
@@ -131,15 +187,28 @@ class StoreEnv:
                     self._adopt_map_size()
                     continue
                 try:
-                    result = fn(txn)
+                    if len(batch) == 1:
+                        batch[0].result = batch[0].fn(txn)
+                    else:
+                        for job in batch:
+                            job.run_nested(self.env, txn)
                     txn.commit()
-                    return result
+                    self.commits += 1
+                    break
                 except lmdb.MapFullError:
                     txn.abort()
+                    for job in batch:
+                        job.result = job.error = None
                     self._grow()
                 except BaseException:
                     txn.abort()
                     raise
+        except BaseException as exc:  # nothing of the batch was written
+            for job in batch:
+                job.result, job.error = None, exc
+        finally:
+            for job in batch:
+                job.done = True
 
     def _grow(self) -> None:
         size = self.env.info()["map_size"]
