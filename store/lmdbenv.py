@@ -160,8 +160,13 @@ class StoreEnv:
         job = _WriteJob(fn)
         with self._queued:
             self._queue.append(job)
-            while not job.done and self._leading:
-                self._queued.wait()
+            try:
+                while not job.done and self._leading:
+                    self._queued.wait()
+            except BaseException:  # interrupted while waiting: withdraw if still queued
+                if job in self._queue:
+                    self._queue.remove(job)
+                raise
             if not job.done:  # lead: run everything queued so far
                 self._leading = True
                 batch, self._queue = self._queue, []
