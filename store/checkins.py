@@ -91,9 +91,13 @@ def _decode_record(cid: bytes, raw: bytes) -> Checkin:
 class ManifestCache:
     """Parsed manifests and resolved file lists by check-in id (both immutable)."""
 
-    def __init__(self, size: int = 64):
+    def __init__(self, size: int = 64, baselines: int = 2):
         self.size = size
+        self.baselines = baselines
         self._manifests: OrderedDict[bytes, mf.Manifest] = OrderedDict()
+        # Full manifests that delta-manifests name in their B card, kept apart so
+        # that a run of small check-ins does not evict the one they all build on.
+        self._baselines: OrderedDict[bytes, mf.Manifest] = OrderedDict()
         self._files: OrderedDict[bytes, dict[str, mf.FileCard]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -107,25 +111,36 @@ class ManifestCache:
     def remember(self, cid: bytes, m: mf.Manifest) -> None:
         """Cache a manifest just written or parsed (content-addressed, so always valid)."""
         self._remember(self._manifests, cid, m, self.size)
+        if m.baseline is None:  # the baseline of the delta-manifests that follow it
+            self._remember(self._baselines, cid, m, self.baselines)
 
     def clear(self) -> None:
         """Forget everything (after rebuild or import)."""
         with self._lock:
             self._manifests.clear()
+            self._baselines.clear()
             self._files.clear()
 
     def manifest(self, blobs: BlobReader, cid: bytes) -> mf.Manifest:
-        m = self._manifests.get(cid)
+        m = self._manifests.get(cid) or self._baselines.get(cid)
         if m is None:
             m = mf.parse_manifest(blobs.content(cid))
             self._remember(self._manifests, cid, m, self.size)
+        return m
+
+    def baseline(self, blobs: BlobReader, cid: bytes) -> mf.Manifest:
+        """``manifest`` for the baseline of a delta-manifest (kept in its own cache)."""
+        m = self._baselines.get(cid)
+        if m is None:
+            m = self.manifest(blobs, cid)
+            self._remember(self._baselines, cid, m, self.baselines)
         return m
 
     def files(self, blobs: BlobReader, cid: bytes) -> dict[str, mf.FileCard]:
         files = self._files.get(cid)
         if files is None:
             m = self.manifest(blobs, cid)
-            base = self.manifest(blobs, bytes.fromhex(m.baseline)) if m.baseline else None
+            base = self.baseline(blobs, bytes.fromhex(m.baseline)) if m.baseline else None
             files = mf.resolve_files(m, base)
             self._remember(self._files, cid, files, 8)
         return files

@@ -185,6 +185,10 @@ class FileCard:
     uuid: str | None
     perm: str = ""
     oldname: str | None = None
+    # (sort key, F line) once serialised: cards carry over from manifest to
+    # manifest, so each is formatted and checked once. Cards are not mutated.
+    _line: tuple[bytes, str] | None = field(default=None, init=False, repr=False,
+                                            compare=False)
 
 
 @dataclass(slots=True)
@@ -309,42 +313,44 @@ class Manifest:
         return _finish(lines, self.pgp_header, self.pgp_signature)
 
     def _file_lines(self) -> list[str]:
-        files = self.files
-        keyed = [(_file_name(f.name), f) for f in files]
-        keyed.sort(key=lambda kf: kf[0][0])
         delta = self.baseline is not None
-        out: list[str] = []
-        ap = out.append
-        prev = None
-        for (key, name), f in keyed:
-            if key == prev:
-                raise InvalidPathError(f"duplicate file name in manifest: {f.name!r}")
-            prev = key
-            uuid = f.uuid
-            if uuid is None:
-                if not delta:
-                    raise ValueError(f"F card {f.name!r}: a removed file needs a delta-manifest")
-                ap(f"F {name}\n")
-                continue
-            if len(uuid) not in (40, 64):
-                _check_hash(uuid, f"F card {f.name!r}")
-            perm = f.perm
-            if perm not in _PERMS and (not perm or _FOSSILIZE_RE.search(perm)):
-                raise ValueError(f"F card {f.name!r}: bad permission {perm!r}")
-            if f.oldname is not None:
-                if not _simple_path(_enc(f.oldname)):
-                    raise InvalidPathError(f"not a valid file name for Fossil: {f.oldname!r}")
-                ap(f"F {name} {uuid} {perm or 'w'} {fossilize(f.oldname)}\n")
-            elif perm:
-                ap(f"F {name} {uuid} {perm}\n")
-            else:
-                ap(f"F {name} {uuid}\n")
-        if keyed:
-            blob = "".join(f.uuid for _, f in keyed if f.uuid is not None).encode()
-            if not _is_hex(blob):
-                bad = next(f for _, f in keyed if f.uuid is not None and not is_hash(f.uuid))
-                _check_hash(bad.uuid or "", f"F card {bad.name!r}")
-        return out
+        keyed = []
+        for f in self.files:
+            kl = f._line
+            if kl is None:
+                kl = f._line = _card_line(f)
+            if f.uuid is None and not delta:
+                raise ValueError(f"F card {f.name!r}: a removed file needs a delta-manifest")
+            keyed.append(kl)
+        keyed.sort(key=_first)
+        for a, b in zip(keyed, keyed[1:], strict=False):
+            if a[0] == b[0]:
+                raise InvalidPathError(f"duplicate file name in manifest: {_dec(a[0])!r}")
+        return [line for _, line in keyed]
+
+
+def _first(kl: tuple[bytes, str]) -> bytes:
+    return kl[0]
+
+
+def _card_line(f: FileCard) -> tuple[bytes, str]:
+    """(sort key, F line) of one card, checked as Fossil would."""
+    key, name = _file_name(f.name)
+    uuid = f.uuid
+    if uuid is None:
+        return key, f"F {name}\n"
+    if not is_hash(uuid):
+        _check_hash(uuid, f"F card {f.name!r}")
+    perm = f.perm
+    if perm not in _PERMS and (not perm or _FOSSILIZE_RE.search(perm)):
+        raise ValueError(f"F card {f.name!r}: bad permission {perm!r}")
+    if f.oldname is not None:
+        if not _simple_path(_enc(f.oldname)):
+            raise InvalidPathError(f"not a valid file name for Fossil: {f.oldname!r}")
+        return key, f"F {name} {uuid} {perm or 'w'} {fossilize(f.oldname)}\n"
+    if perm:
+        return key, f"F {name} {uuid} {perm}\n"
+    return key, f"F {name} {uuid}\n"
 
 
 @dataclass

@@ -258,8 +258,14 @@ def commit(
         baseline, cards = parent.hex(), {}
     cards.update(pending.cards)
     full = len(cards) > _delta_limit(nfiles)
-    if full:
-        files = [mf.FileCard(e.path, e.id, e.perm) for e in tree.walk()]
+    if full:  # the parent's files with this check-in's changes (cards reused, not rebuilt)
+        now = dict(MANIFESTS.files(aw, parent))
+        for name, card in pending.cards.items():
+            if card.uuid is None:
+                now.pop(name, None)
+            else:
+                now[name] = card
+        files = list(now.values())
         baseline = None
     else:
         files = list(cards.values())

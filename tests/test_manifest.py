@@ -569,6 +569,22 @@ def test_to_bytes_rejects_bad_content():
         Manifest(comment="c", date="yesterday", user="u").to_bytes()
 
 
+def test_cards_reused_across_manifests_serialise_the_same_and_are_still_checked():
+    base = dict(comment="c", date="2024-01-01T00:00:00", user="u")
+    kept, gone = FileCard("dir/a b", H1, "x"), FileCard("old", None)
+    delta = Manifest(**base, files=[kept, gone], baseline=H2).to_bytes()
+    fresh = Manifest(**base, files=[FileCard("dir/a b", H1, "x"), FileCard("old", None)],
+                     baseline=H2).to_bytes()
+    assert delta == fresh
+    full = Manifest(**base, files=[FileCard("z", H2), kept]).to_bytes()
+    assert full == Manifest(**base, files=[FileCard("dir/a b", H1, "x"),
+                                           FileCard("z", H2)]).to_bytes()
+    with pytest.raises(ValueError):  # the removal card was formatted once, still refused here
+        Manifest(**base, files=[kept, gone]).to_bytes()
+    with pytest.raises(InvalidPathError):
+        Manifest(**base, files=[kept, FileCard("dir/a b", H2)]).to_bytes()
+
+
 def test_resolve_files_delta():
     base = Manifest(
         "b",
