@@ -170,7 +170,8 @@ class StoreEnv:
             if not job.done:  # lead: run everything queued so far
                 self._leading = True
                 batch, self._queue = self._queue, []
-        if not job.done:
+        led = not job.done
+        if led:
             try:
                 with self._write_lock:
                     self._run_batch(batch)
@@ -179,6 +180,9 @@ class StoreEnv:
                     self._leading = False
                     self._queued.notify_all()
         if job.error is not None:
+            if not led and not isinstance(job.error, Exception):  # e.g. Ctrl-C in the leader
+                raise StoreError("the write was interrupted in another thread; nothing was "
+                                 "written: retry it") from job.error
             raise job.error
         return job.result
 

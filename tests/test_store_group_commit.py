@@ -42,7 +42,7 @@ def _queued_behind_a_blocked_leader(env, jobs):
     def run(i, fn):
         try:
             outcome[i] = env.write(fn)
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+        except BaseException as exc:  # noqa: BLE001 - the outcome is what the test checks
             outcome[i] = exc
 
     threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(jobs)]
@@ -93,6 +93,30 @@ def test_a_failing_write_in_a_batch_is_rolled_back_alone(store_path):
             meta = env.db["meta"]
             assert txn.get(b"a", db=meta) == b"1" and txn.get(b"b", db=meta) == b"2"
             assert txn.get(b"half-done", db=meta) is None
+    finally:
+        env.close()
+
+
+class _Interrupt(BaseException):
+    """Stands for KeyboardInterrupt inside a write."""
+
+
+def test_an_interrupt_in_a_batch_writes_nothing_and_tells_every_writer(store_path):
+    herofossil.open(store_path, create=True).close()
+    env = open_env(store_path)
+
+    def interrupted(txn):
+        raise _Interrupt()
+
+    try:
+        jobs = [_meta_writer(env, b"a", b"1"), interrupted, _meta_writer(env, b"b", b"2")]
+        outcome = _queued_behind_a_blocked_leader(env, jobs)
+        kinds = sorted(type(v).__name__ for v in outcome.values())
+        # the thread that ran the batch sees the interrupt itself, the others a StoreError
+        assert kinds == ["StoreError", "StoreError", "_Interrupt"]
+        with env.read() as txn:
+            assert txn.get(b"a", db=env.db["meta"]) is None
+            assert txn.get(b"b", db=env.db["meta"]) is None
     finally:
         env.close()
 
