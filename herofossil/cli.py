@@ -257,11 +257,16 @@ def cmd_compact(args):
 def cmd_stats(args):
     with _repo(args) as repo:
         s = repo.stats()
+        tables = repo.table_sizes() if args.tables else None
     if args.json:
-        _out(json.dumps(s, indent=2))
+        _out(json.dumps(dict(s, tables=tables) if tables else s, indent=2))
         return
     for key, value in s.items():
         _out(f"{key.replace('_', ' '):<14} {value}")
+    if tables:
+        _out(f"\n{'table':<10} {'entries':>9} {'bytes':>12}")
+        for name, t in sorted(tables.items(), key=lambda kv: -kv[1]["bytes"]):
+            _out(f"{name:<10} {t['entries']:>9} {t['bytes']:>12}")
 
 
 def cmd_export(args):
@@ -431,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
         "when no other process has it open)")
     sp = cmd("stats", cmd_stats, "counts and sizes")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--tables", action="store_true",
+                    help="also the bytes each table takes on disk (what makes the store's size)")
     sp = cmd("export", cmd_export, "export artifacts DIR: every artifact as a file named by "
              "its hash (fossil deconstruct layout); export git GITDIR: the history as a Git "
              "repository (created if missing)")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from herofossil.store.checkins import (
     CheckinIndex,
     checkin_summary,
 )
-from herofossil.store.lmdbenv import LOCAL_TABLES
+from herofossil.store.lmdbenv import ALL_TABLES, LOCAL_TABLES
 from herofossil.store.tree import Tree
 from herofossil.store.writer import fill_tree
 
@@ -244,6 +245,28 @@ def rebuild(env, progress: Progress = _quiet) -> dict:
     """Regenerate all local state of the store at ``env`` in one durable transaction."""
     MANIFESTS.clear()
     return env.write(lambda txn: rebuild_txn(txn, env.db, progress))
+
+
+def table_sizes(env) -> dict[str, dict[str, int]]:
+    """Entries and bytes of pages of every table, of LMDB's list of tables (``(catalog)``)
+    and of the rest of the data file (``(free)``: LMDB's free list and meta pages, most of
+    which ``compact`` gives back)."""
+    out: dict[str, dict[str, int]] = {}
+    used = 0
+    with env.read() as txn:
+        psize = env.env.stat()["psize"]
+        for name in ALL_TABLES:
+            st = txn.stat(env.db[name])
+            pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+            used += pages
+            out[name] = {"entries": st["entries"], "bytes": pages * psize}
+        main = env.env.stat()
+        catalog = main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
+        used += catalog
+        out["(catalog)"] = {"entries": main["entries"], "bytes": catalog * psize}
+    total = os.path.getsize(os.path.join(env.path, "data.mdb")) // psize
+    out["(free)"] = {"entries": 0, "bytes": max(total - used, 0) * psize}
+    return out
 
 
 def stats(env) -> dict:

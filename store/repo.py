@@ -552,6 +552,12 @@ class Repo:
 
         return stats(self._env)
 
+    def table_sizes(self) -> dict[str, dict[str, int]]:
+        """Entries and bytes on disk of each LMDB table, and of the unused pages (``(free)``)."""
+        from herofossil.store.maintenance import table_sizes
+
+        return table_sizes(self._env)
+
     def export_artifacts(self, dest: str, progress=None) -> int:
         """Write every artifact as a file named by its hash (``fossil deconstruct`` layout)."""
         from herofossil.store.artifactio import export_artifacts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from herofossil.cli import main
@@ -111,6 +113,8 @@ def test_verify_rebuild_stats_export_import(hf, tmp_path, store_path):
     assert hf("verify")[1].startswith(b"ok:")
     assert hf("rebuild")[0] == 0
     assert b"checkins" in hf("stats")[1]
+    tables = hf("stats", "--tables")[1].decode()
+    assert re.search(r"^blob\s+\d+\s+\d+$", tables, re.M)
     out = tmp_path / "arts"
     assert hf("export", "artifacts", out)[0] == 0
     other = tmp_path / "other"

@@ -110,6 +110,22 @@ def test_stats_counts_sizes(repo):
     assert s["disk_bytes"] > 0 and s["checkins"] == 2
 
 
+def test_table_sizes_show_what_compact_gives_back(repo, store_path):
+    for i in range(20):
+        repo.write("big", os.urandom(100_000), message=f"v{i}")
+    before = repo.table_sizes()
+    data_file = os.path.getsize(os.path.join(store_path, "data.mdb"))
+    assert sum(t["bytes"] for t in before.values()) == data_file
+    assert before["blob"]["bytes"] >= 20 * 100_000
+    assert before["blob"]["entries"] == repo.stats()["artifacts"]
+    assert before["checkin"]["entries"] == repo.stats()["checkins"]
+    assert before["(free)"]["bytes"] > 0
+    repo.compact()
+    after = repo.table_sizes()
+    assert after["(free)"]["bytes"] < before["(free)"]["bytes"]
+    assert after["blob"]["entries"] == before["blob"]["entries"]
+
+
 def test_incompressible_artifacts_are_kept_raw_and_read_back(repo):
     data = os.urandom(200)
     repo.write("noise.bin", data)
