@@ -1,6 +1,6 @@
 """WebDAV throughput: ``herofossil serve`` vs wsgidav's own FilesystemProvider.
 
-Both servers run the same way (wsgidav on cheroot, 10 threads, in a child
+The servers run the same way (wsgidav on cheroot, 10 threads, each in a child
 process, on this machine) and see the same client: keep-alive ``http.client``
 connections, one at a time or four in parallel (as rclone's default
 ``--transfers 4``). Measured: PUT and GET of small files (files/s) and
@@ -222,9 +222,10 @@ MEASURES = (
 def run(n_files: int = 300, folder_entries: int = 5000, rounds: int = 3) -> list[dict]:
     """One row per measure: herofossil, filesystem and their ratio (higher is better).
 
-    Both servers run at once and the rounds alternate between them, so a slow
-    spell of this shared machine hits both; each figure is the median of its
-    rounds. Every round writes new files.
+    The three servers (herofossil, the FilesystemProvider, the synced one) run
+    at once and the rounds alternate between them, so a slow spell of this
+    shared machine hits all; each figure is the median of its rounds. Every
+    round writes new files.
     """
     bodies = [os.urandom(512) + b"%d" % i for i in range(n_files)]
     with tempfile.TemporaryDirectory(prefix="hf-bench-") as tmp:
