@@ -10,7 +10,6 @@ raw commit object and any raw trees the files cannot reproduce (see
 from __future__ import annotations
 
 import json
-import math
 import resource
 import subprocess
 import time
@@ -46,6 +45,7 @@ from herofossil.gitimport.stream import CommitStream
 from herofossil.store import manifest as mf
 from herofossil.store.paths import normalize
 from herofossil.store.repo import default_user
+from herofossil.store.writer import delta_limit
 
 DEFAULT_BRANCH = "trunk"
 FLUSH_EVERY = 2000
@@ -75,11 +75,6 @@ class _State:
     overrides: dict
     branch: str
     is_delta: bool
-
-
-def delta_limit(nfiles: int) -> int:
-    """Cards a delta-manifest may carry before a full baseline is written (as the writer)."""
-    return max(64, int(2 * math.sqrt(max(nfiles, 1))))
 
 
 def fossil_branch(ref: str, default_ref: str | None) -> str:
@@ -341,12 +336,7 @@ class Importer:
         name, email, when = split_ident(info.committer)
         full = ps is None or len(cards) > delta_limit(nfiles)
         if full:
-            files = dict(base)
-            for p, c in cards.items():
-                if c.uuid is None:
-                    files.pop(p, None)
-                else:
-                    files[p] = c
+            files = mf.overlay_cards(dict(base), cards.values())
             fcards, baseline = list(files.values()), None
         else:
             fcards, baseline = list(cards.values()), ps.baseline

@@ -180,13 +180,7 @@ def files_of_manifest(m: mf.Manifest, files_of) -> dict[str, mf.FileCard]:
     """The full file list of ``m`` (through its baseline's, from ``files_of``)."""
     if m.baseline is None:
         return {c.name: c for c in m.files}
-    out = dict(files_of(m.baseline))
-    for c in m.files:
-        if c.uuid is None:
-            out.pop(c.name, None)
-        else:
-            out[c.name] = c
-    return out
+    return mf.overlay_cards(dict(files_of(m.baseline)), m.files)
 
 
 class CheckinIndex:

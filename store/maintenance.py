@@ -254,13 +254,13 @@ def table_sizes(env) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     used = 0
     with env.read() as txn:
-        psize = env.env.stat()["psize"]
+        main = env.env.stat()
+        psize = main["psize"]
         for name in ALL_TABLES:
             st = txn.stat(env.db[name])
             pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
             used += pages
             out[name] = {"entries": st["entries"], "bytes": pages * psize}
-        main = env.env.stat()
         catalog = main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
         used += catalog
         out["(catalog)"] = {"entries": main["entries"], "bytes": catalog * psize}

@@ -54,6 +54,7 @@ __all__ = [
     "parse_artifact",
     "parse_manifest",
     "resolve_files",
+    "overlay_cards",
     "repo_checksum",
     "date_now",
     "date_to_datetime",
@@ -322,15 +323,11 @@ class Manifest:
             if f.uuid is None and not delta:
                 raise ValueError(f"F card {f.name!r}: a removed file needs a delta-manifest")
             keyed.append(kl)
-        keyed.sort(key=_first)
+        keyed.sort()  # by key: equal keys (a duplicate) are refused just below
         for a, b in zip(keyed, keyed[1:], strict=False):
             if a[0] == b[0]:
                 raise InvalidPathError(f"duplicate file name in manifest: {_dec(a[0])!r}")
         return [line for _, line in keyed]
-
-
-def _first(kl: tuple[bytes, str]) -> bytes:
-    return kl[0]
 
 
 def _card_line(f: FileCard) -> tuple[bytes, str]:
@@ -394,13 +391,19 @@ def resolve_files(manifest: Manifest, baseline: Manifest | None) -> dict[str, Fi
         raise ValueError(f"delta-manifest needs its baseline {manifest.baseline}")
     if baseline.baseline is not None:
         raise ParseError(f"baseline {manifest.baseline} is itself a delta-manifest")
-    out = {f.name: f for f in baseline.files}
-    for f in manifest.files:
-        if f.uuid is None:
-            out.pop(f.name, None)
-        else:
-            out[f.name] = f
+    out = overlay_cards({f.name: f for f in baseline.files}, manifest.files)
     return dict(sorted(out.items(), key=lambda kv: _enc(kv[0])))
+
+
+def overlay_cards(files: dict[str, FileCard], cards: Iterable[FileCard]) -> dict[str, FileCard]:
+    """Apply delta ``cards`` to the name -> card dict ``files`` in place (a card without a
+    hash removes its file) and return it."""
+    for f in cards:
+        if f.uuid is None:
+            files.pop(f.name, None)
+        else:
+            files[f.name] = f
+    return files
 
 
 def repo_checksum(files: Iterable[tuple[str, bytes]]) -> str:

@@ -7,7 +7,7 @@ other's work, and ``expect`` preconditions catch lost updates of one file.
 
 Manifests: a check-in is a Fossil delta-manifest (B card) listing only what
 differs from its baseline, so a write costs O(changes), not O(files); a full
-baseline is written again when the delta grows past ``_delta_limit`` files.
+baseline is written again when the delta grows past ``delta_limit`` files.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from herofossil.store.tree import Tree
 PERMS = ("", "x", "l")
 
 
-def _delta_limit(nfiles: int) -> int:
+def delta_limit(nfiles: int) -> int:
+    """Cards a delta-manifest may carry before a full baseline is written (import too)."""
     # Delta size grows by one card per changed file; a full baseline costs
     # O(files). Re-baselining at ~2*sqrt(files) keeps the amortised cost per
     # check-in O(sqrt(files)) while manifests stay small.
@@ -257,15 +258,10 @@ def commit(
     else:
         baseline, cards = parent.hex(), {}
     cards.update(pending.cards)
-    full = len(cards) > _delta_limit(nfiles)
+    full = len(cards) > delta_limit(nfiles)
     if full:  # the parent's files with this check-in's changes (cards reused, not rebuilt)
-        now = dict(MANIFESTS.files(aw, parent))
-        for name, card in pending.cards.items():
-            if card.uuid is None:
-                now.pop(name, None)
-            else:
-                now[name] = card
-        files = list(now.values())
+        files = list(mf.overlay_cards(dict(MANIFESTS.files(aw, parent)),
+                                      pending.cards.values()).values())
         baseline = None
     else:
         files = list(cards.values())
