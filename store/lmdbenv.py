@@ -22,10 +22,15 @@ local state (``rebuild`` regenerates it from ``blob``)
 
 outside the versioned tree, kept by ``rebuild``
     ``meta``     namespaced key -> value (WebDAV dead properties and locks, ...)
+
+LMDB commits without syncing; a write is durable when its call returns
+because its changes are in the synced write-ahead log (files ``wal`` and
+``checkpoint`` next to ``data.mdb``; see ``wal`` and ``durability``).
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import shutil
@@ -36,6 +41,8 @@ from typing import TypeVar
 import lmdb
 
 from herofossil.errors import StoreError
+from herofossil.store.durability import WAL_MAX_RECORD, Durability, restore_checkpoint
+from herofossil.store.txnlog import LoggedTxn
 
 GLOBAL_TABLES = ("blob",)
 LOCAL_TABLES = (
@@ -76,11 +83,14 @@ class _WriteJob:
         self.error: BaseException | None = None
         self.done = False
 
-    def run_nested(self, env: lmdb.Environment, parent: lmdb.Transaction) -> None:
-        """Run in a transaction nested in ``parent``: kept on success, rolled back on error."""
+    def run_nested(self, env: lmdb.Environment, parent: lmdb.Transaction,
+                   log: LoggedTxn) -> None:
+        """Run in a transaction nested in ``parent``: kept on success (its changes added
+        to ``log``), rolled back on error."""
         child = env.begin(write=True, parent=parent)
+        logged = log.child(child)
         try:
-            self.result = self.fn(child)
+            self.result = self.fn(logged)
             child.commit()
         except lmdb.MapFullError:
             child.abort()
@@ -88,6 +98,8 @@ class _WriteJob:
         except Exception as exc:
             child.abort()
             self.error = exc
+            return
+        log.adopt(logged)
 
 
 class StoreEnv:
@@ -99,21 +111,51 @@ class StoreEnv:
         # Every process holds a shared flock on the marker while it has the store
         # open; ``compact`` needs it exclusive (no other user) to swap the file.
         self._lockfd = os.open(os.path.join(path, MARKER), os.O_RDONLY)
-        fcntl.flock(self._lockfd, fcntl.LOCK_SH)
-        self._write_lock = threading.Lock()
+        try:  # alone with the store: the moment to recover it (see ``_open_lmdb``)
+            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            fcntl.flock(self._lockfd, fcntl.LOCK_SH)
+            alone = False
+        self.write_lock = threading.Lock()
         self._queued = threading.Condition()
         self._queue: list[_WriteJob] = []
         self._leading = False
         self.commits = 0  # durable write transactions this process has committed
         self.db: dict = {}
+        self.durability: Durability | None = None
+        self.datafd = -1
         try:
-            self._open_lmdb()
+            self._open_lmdb(recover=alone)
         except BaseException:
-            os.close(self._lockfd)
+            self._close_files()
             raise
         self.refs = 0
 
-    def _open_lmdb(self) -> None:
+    def _open_lmdb(self, recover: bool = False) -> None:
+        """Open LMDB. ``recover`` (the marker locked exclusive: no other process has
+        the store open): first put the store back at its checkpoint if later commits
+        may not be on disk, and replay the log (see ``wal``); then share the lock."""
+        data = os.path.join(self.path, "data.mdb")
+        try:
+            self.datafd = os.open(data, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc.strerror}") from exc
+        try:
+            restored = (restore_checkpoint(self.path, self.datafd, os.sysconf("SC_PAGE_SIZE"))
+                        if recover else None)
+            self._open_lmdb_env()
+            if restored is not None:
+                self.durability.replay(restored, [self.db[name] for name in ALL_TABLES])
+        finally:
+            if recover:
+                fcntl.flock(self._lockfd, fcntl.LOCK_SH)
+        if recover and os.stat(data).st_ino != os.fstat(self.datafd).st_ino:
+            # A compact slipped in while the lock changed hands: open its file.
+            self._close_lmdb()
+            self._open_lmdb()
+
+    def _open_lmdb_env(self) -> None:
         try:
             self.env = lmdb.open(
                 self.path,
@@ -123,6 +165,7 @@ class StoreEnv:
                 subdir=True,
                 create=False,
                 readahead=False,
+                sync=False,  # durability comes from the write-ahead log and checkpoints
             )
         except lmdb.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
@@ -137,6 +180,15 @@ class StoreEnv:
             # Updated in place: every Repo of this process holds this same dict.
             self.db.update({name: self.env.open_db(name.encode(), txn=txn)
                             for name in ALL_TABLES})
+        self._tables = {self.db[name]: i for i, name in enumerate(ALL_TABLES)}
+        self.durability = Durability(self)
+
+    def _close_lmdb(self) -> None:
+        self.durability.stop()
+        self.durability.close()
+        self.env.close()
+        os.close(self.datafd)
+        self.datafd = -1
 
     def read(self) -> lmdb.Transaction:
         """A read-only snapshot transaction (use as a context manager)."""
@@ -173,7 +225,7 @@ class StoreEnv:
         led = not job.done
         if led:
             try:
-                with self._write_lock:
+                with self.write_lock:
                     self._run_batch(batch)
             finally:
                 with self._queued:
@@ -196,19 +248,20 @@ class StoreEnv:
                     self._adopt_map_size()
                     continue
                 try:
+                    log = LoggedTxn(txn, self._tables, WAL_MAX_RECORD)
                     if len(batch) == 1:
-                        batch[0].result = batch[0].fn(txn)
+                        batch[0].result = batch[0].fn(log)
                     else:
                         for job in batch:
-                            job.run_nested(self.env, txn)
-                    txn.commit()
+                            job.run_nested(self.env, txn, log)
+                    self.durability.commit(txn, log.ops)
                     self.commits += 1
                     break
                 except lmdb.MapFullError:
                     txn.abort()
                     for job in batch:
                         job.result = job.error = None
-                    self._grow()
+                    self.grow()
                 except BaseException:
                     txn.abort()
                     raise
@@ -219,7 +272,22 @@ class StoreEnv:
             for job in batch:
                 job.done = True
 
-    def _grow(self) -> None:
+    @property
+    def checkpoints(self) -> int:
+        """Checkpoints this process has written since the store was opened."""
+        return self.durability.checkpoints
+
+    def begin_write(self) -> lmdb.Transaction:
+        """An LMDB write transaction (LMDB's writer lock), adopting a grown map."""
+        while True:
+            try:
+                return self.env.begin(write=True)
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+
+    def grow(self) -> None:
+        # py-lmdb ends every transaction of the process on a resize, the checkpoint's
+        # pin too: ``Durability.owner`` notices, and the next commit checkpoints first.
         size = self.env.info()["map_size"]
         self.env.set_mapsize(size * 2)
 
@@ -243,7 +311,7 @@ class StoreEnv:
         about two thirds full). Only when no other process has the store open
         (else ``StoreError``), and no transaction of this process may be open.
         """
-        with self._write_lock:
+        with self.write_lock:
             try:
                 fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
@@ -254,7 +322,11 @@ class StoreEnv:
                 tmpdir = os.path.join(self.path, "compact.tmp")
                 shutil.rmtree(tmpdir, ignore_errors=True)
                 self._dense_copy(tmpdir)
-                self.env.close()
+                # The old file, synced, needs no log; the log's checkpoints describe it only.
+                self.durability.stop()
+                self.env.sync(True)
+                self.durability.forget()
+                self._close_lmdb()
                 os.replace(os.path.join(tmpdir, "data.mdb"), os.path.join(self.path, "data.mdb"))
                 shutil.rmtree(tmpdir, ignore_errors=True)
                 dirfd = os.open(self.path, os.O_RDONLY)
@@ -262,7 +334,7 @@ class StoreEnv:
                     os.fsync(dirfd)
                 finally:
                     os.close(dirfd)
-                self._open_lmdb()
+                self._open_lmdb(recover=True)
                 return before, self.disk_size()
             finally:
                 fcntl.flock(self._lockfd, fcntl.LOCK_SH)
@@ -281,13 +353,40 @@ class StoreEnv:
         finally:
             out.close()
 
+    def flush(self) -> None:
+        """Checkpoint what this process logged, so the next open has nothing to replay."""
+        self.durability.flush()
+
     def close(self) -> None:
         with _open_lock:
             self.refs -= 1
             if self.refs <= 0:
                 _open_envs.pop(self.path, None)
-                self.env.close()
-                os.close(self._lockfd)
+                try:
+                    self.durability.stop()
+                    self.flush()
+                finally:
+                    with self.write_lock:
+                        self._close_lmdb()
+                    self._close_files()
+
+    def _close_files(self) -> None:
+        if self.datafd >= 0:
+            os.close(self.datafd)
+            self.datafd = -1
+        os.close(self._lockfd)
+
+
+def _flush_open_envs() -> None:
+    """At exit: checkpoint the stores still open, so their next open replays nothing."""
+    for env in list(_open_envs.values()):
+        try:
+            env.flush()
+        except Exception:  # noqa: BLE001 - the log keeps every write; replay will do
+            pass
+
+
+atexit.register(_flush_open_envs)
 
 
 def is_store(path: str) -> bool:

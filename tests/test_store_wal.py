@@ -1,0 +1,266 @@
+"""Write-ahead log: one log sync per write, and nothing acknowledged is lost on a crash.
+
+A power loss is simulated on a copy of the store: the log and checkpoint files
+as they were synced, and ``data.mdb`` as the last checkpoint synced it with
+any subset of the pages written since (the page cache writes pages back in
+no particular order).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import herofossil
+from herofossil.store import durability
+from herofossil.store.wal import CHECKPOINT_FILE, WAL_FILE
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _data(store) -> bytes:
+    with open(os.path.join(store, "data.mdb"), "rb") as f:
+        return f.read()
+
+
+def _power_loss_copy(store, dest, synced: bytes, newer_page) -> None:
+    """``store`` as a machine that lost power would leave it, at ``dest``.
+
+    ``synced``: data.mdb at the last checkpoint; ``newer_page(n)``: whether
+    page n written since reached the disk.
+    """
+    shutil.copytree(store, dest)
+    os.remove(os.path.join(dest, "lock.mdb"))  # a reboot: nobody has it open
+    now = _data(store)
+    out = bytearray()
+    for pos in range(0, max(len(synced), len(now)), PAGE):
+        old, new = synced[pos : pos + PAGE], now[pos : pos + PAGE]
+        if not old or (new and new != old and newer_page(pos // PAGE)):
+            out += new
+        else:
+            out += old
+    with open(os.path.join(dest, "data.mdb"), "wb") as f:
+        f.write(out)
+
+
+@pytest.fixture
+def no_background_checkpoints(monkeypatch):
+    """Checkpoints only when a test asks (so it knows what was synced when)."""
+    monkeypatch.setattr(durability, "WAL_COMMITS", 10**9)
+
+
+def _write_some(repo, written, first, count):
+    for i in range(first, first + count):
+        name, data = f"dir{i % 3}/f{i}.txt", b"version %d\n" % i * (i + 1)
+        repo.write(name, data)
+        written[name] = data
+
+
+@pytest.fixture
+def logged_store(tmp_path, no_background_checkpoints):
+    """A store with a checkpoint after its first write, then 32 logged writes.
+
+    Yields (path, synced data.mdb at the checkpoint, {path: bytes} acknowledged).
+    The repo stays open (closing would checkpoint).
+    """
+    path = str(tmp_path / "store")
+    repo = herofossil.open(path, create=True)
+    written = {"first.txt": b"first\n"}
+    repo.write("first.txt", written["first.txt"])
+    repo._env.flush()
+    synced = _data(path)
+    checkpoints = repo._env.checkpoints
+    _write_some(repo, written, 0, 30)
+    repo.write("first.txt", b"changed\n")
+    written["first.txt"] = b"changed\n"
+    repo.delete("dir0/f0.txt")
+    del written["dir0/f0.txt"]
+    assert repo._env.checkpoints == checkpoints  # every write since went to the log
+    yield path, synced, written
+    repo.close()
+
+
+def _assert_recovered(path, written, checkins=34):
+    with herofossil.open(path) as repo:
+        assert repo._env.checkpoints == 1  # the replay ends with one
+        assert {e.path for e in repo.walk() if not e.is_dir} == set(written)
+        for name, data in written.items():
+            assert repo.read(name) == data
+        report = repo.verify()
+        assert report.ok, report.problems
+        assert len(repo.log()) == checkins
+
+
+def test_small_writes_are_logged_not_checkpointed(logged_store):
+    path, _, _ = logged_store
+    assert os.path.getsize(os.path.join(path, WAL_FILE)) > 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_power_loss_keeps_every_acknowledged_write(logged_store, tmp_path, seed):
+    path, synced, written = logged_store
+    rng = random.Random(seed)
+    share = rng.random()
+    dest = str(tmp_path / "after-power-loss")
+    _power_loss_copy(path, dest, synced, lambda n: rng.random() < share)
+    _assert_recovered(dest, written)
+
+
+def test_power_loss_with_every_later_page_on_disk(logged_store, tmp_path):
+    path, synced, written = logged_store
+    dest = str(tmp_path / "after-power-loss")
+    _power_loss_copy(path, dest, synced, lambda n: True)
+    _assert_recovered(dest, written)
+
+
+def test_power_loss_with_no_later_page_on_disk(logged_store, tmp_path):
+    path, synced, written = logged_store
+    dest = str(tmp_path / "after-power-loss")
+    _power_loss_copy(path, dest, synced, lambda n: False)
+    _assert_recovered(dest, written)
+
+
+def test_a_torn_last_record_ends_the_log(logged_store, tmp_path):
+    path, synced, written = logged_store
+    dest = str(tmp_path / "after-power-loss")
+    _power_loss_copy(path, dest, synced, lambda n: n % 2 == 0)
+    log = os.path.join(dest, WAL_FILE)
+    with open(log, "r+b") as f:  # the last record (the delete) half written
+        f.truncate(os.path.getsize(log) - 7)
+    written["dir0/f0.txt"] = b"version 0\n"
+    with herofossil.open(dest) as repo:
+        assert repo.read("dir0/f0.txt") == b"version 0\n"
+        assert len(repo.log()) == 33
+        assert repo.verify().ok
+
+
+def test_checkpoints_taken_while_writing_keep_the_log_going(tmp_path, no_background_checkpoints):
+    """Background checkpoints (run here in the test's thread, at known moments) move the
+    pinned snapshot on without restarting the log; a torn newest checkpoint falls back."""
+    path = str(tmp_path / "store")
+    repo = herofossil.open(path, create=True)
+    try:
+        written = {}
+        _write_some(repo, written, 0, 5)
+        images = []
+        for round_ in range(3):
+            repo._env.durability._background_checkpoint()
+            images.append(_data(path))
+            _write_some(repo, written, 5 + 10 * round_, 10)
+        assert repo._env.durability.epoch == 1  # one log since the first write
+        rng = random.Random(7)
+        # Power lost after the last writes; or while the newest checkpoint was being
+        # written (so before those writes): its slot is torn and the previous one counts.
+        for n, tear in enumerate((False, True)):
+            dest = str(tmp_path / f"after-power-loss-{n}")
+            later = (lambda _page: False) if tear else (lambda _page: rng.random() < 0.5)
+            _power_loss_copy(path, dest, images[-1], later)
+            if tear:
+                ck = repo._env.durability.wal.checkpoint()
+                slot_size = repo._env.durability.wal.slot_size
+                with open(os.path.join(dest, CHECKPOINT_FILE), "r+b") as f:
+                    f.seek((ck.seq % 2) * slot_size + 100)
+                    f.write(b"\0" * 200)
+            _assert_recovered(dest, written, checkins=36)
+    finally:
+        repo.close()
+
+
+def test_background_checkpoints_run_while_writes_go_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(durability, "WAL_COMMITS", 4)
+    path = str(tmp_path / "store")
+    with herofossil.open(path, create=True) as repo:
+        written = {}
+        _write_some(repo, written, 0, 60)
+        deadline = time.monotonic() + 10  # the thread may not have had its turn yet
+        while repo._env.durability.background == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert repo._env.durability.background > 0
+        _write_some(repo, written, 60, 10)
+    with herofossil.open(path) as repo:
+        assert repo._env.checkpoints == 0  # closed cleanly: nothing to replay
+        for name, data in written.items():
+            assert repo.read(name) == data
+        assert repo.verify().ok
+
+
+def test_reopening_after_a_clean_close_replays_nothing(tmp_path):
+    path = str(tmp_path / "store")
+    with herofossil.open(path, create=True) as repo:
+        for i in range(5):
+            repo.write(f"f{i}", b"%d" % i)
+    with herofossil.open(path) as repo:
+        assert repo._env.checkpoints == 0
+        assert repo.read("f4") == b"4"
+
+
+def test_a_large_write_is_checkpointed_instead_of_logged(tmp_path):
+    path = str(tmp_path / "store")
+    with herofossil.open(path, create=True) as repo:
+        repo.write("small", b"x")
+        before = repo._env.checkpoints
+        log = repo._env.durability.wal
+        assert log.offset > 0
+        repo.write("big.bin", os.urandom(durability.WAL_MAX_RECORD + 1000))
+        assert repo._env.checkpoints == before + 1
+        assert log.offset == 0  # restarted by the checkpoint, the big write not in it
+
+
+def test_killed_writer_loses_no_acknowledged_write(tmp_path):
+    path = str(tmp_path / "store")
+    herofossil.open(path, create=True).close()
+    code = (
+        "import sys, herofossil\n"
+        "r = herofossil.open(sys.argv[1])\n"
+        "i = 0\n"
+        "while True:\n"
+        "    r.write(f'd{i % 7}/f{i}.txt', b'%d' % i)\n"
+        "    print(i, flush=True)\n"
+        "    i += 1\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, path], stdout=subprocess.PIPE, text=True)
+    try:
+        acked = [int(child.stdout.readline()) for _ in range(60)]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with herofossil.open(path) as repo:
+        for i in acked:
+            assert repo.read(f"d{i % 7}/f{i}.txt") == b"%d" % i
+        assert repo.verify().ok
+
+
+def test_two_processes_take_turns_owning_the_log(tmp_path, no_background_checkpoints):
+    path = str(tmp_path / "store")
+    code = (
+        "import sys, herofossil\n"
+        "r = herofossil.open(sys.argv[1])\n"
+        "for line in sys.stdin:\n"
+        "    r.write(line.strip(), b'child')\n"
+        "    print('ok', flush=True)\n"
+    )
+    with herofossil.open(path, create=True) as repo:
+        child = subprocess.Popen([sys.executable, "-c", code, path], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            for i in range(4):
+                repo.write(f"parent{i}", b"parent")
+                child.stdin.write(f"child{i}\n")
+                child.stdin.flush()
+                assert child.stdout.readline().strip() == "ok"
+            assert repo._env.checkpoints == 4  # took the log back after each child write
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        names = {e.path for e in repo.walk()}
+        assert names == {f"parent{i}" for i in range(4)} | {f"child{i}" for i in range(4)}
+    with herofossil.open(path) as repo:
+        assert repo.verify().ok
+        assert len(repo.log()) == 9
