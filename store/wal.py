@@ -108,7 +108,8 @@ class WriteAheadLog:
             os.close(fd)
 
     # ---- checkpoint
-    def _slot(self, n: int, with_metas: bool) -> Checkpoint | None:
+    def slot(self, n: int, with_metas: bool = False) -> Checkpoint | None:
+        """The checkpoint in slot ``n`` (0 or 1) if valid (``metas`` empty unless asked)."""
         size = self.slot_size if with_metas else _SLOT_HEAD.size
         raw = os.pread(self._ck, size, n * self.slot_size)
         if len(raw) < size:
@@ -126,7 +127,7 @@ class WriteAheadLog:
 
     def checkpoint(self, with_metas: bool = True) -> Checkpoint | None:
         """The newest valid checkpoint (``metas`` empty unless ``with_metas``), or None."""
-        slots = [c for c in (self._slot(0, with_metas), self._slot(1, with_metas)) if c]
+        slots = [c for c in (self.slot(0, with_metas), self.slot(1, with_metas)) if c]
         return max(slots, key=lambda c: c.seq) if slots else None
 
     def write_checkpoint(self, ck: Checkpoint) -> None:
