@@ -100,12 +100,16 @@ class Durability:
             self._kick()
 
     def owner(self) -> bool:
-        """True when this process owns the checkpoint in force and still pins it.
+        """True when this process owns the log and still pins its checkpoint.
 
         A resize (``set_mapsize``) ends the pin, but never while a write
         transaction is open, so the answer holds until the commit that asks.
         """
-        if self.token is None or not _alive(self.pin):
+        return _alive(self.pin) and self.owns_log()
+
+    def owns_log(self) -> bool:
+        """True when the checkpoint in force is this process's."""
+        if self.token is None:
             return False
         # Another process taking over writes a newer checkpoint into the other slot.
         other = self.wal.slot((self.seq + 1) % 2)
@@ -121,7 +125,7 @@ class Durability:
             metas = os.pread(self.store.datafd, 2 * self.wal.page_size, 0)
             newest = self.wal.checkpoint(with_metas=False)
             seq, epoch = (newest.seq, newest.epoch) if newest else (0, 0)
-            token = self.token if self.owner() else os.urandom(16)
+            token = self.token if self.owns_log() else os.urandom(16)
             ck = Checkpoint(seq + 1, epoch + 1, 0, pin.id(), token, metas)
             self.wal.write_checkpoint(ck)
         except BaseException:
@@ -219,7 +223,7 @@ class Durability:
     def flush(self) -> None:
         """Checkpoint what this process logged, so the next open has nothing to replay."""
         with self.store.write_lock:
-            if self.owner() and self.store.env.info()["last_txnid"] != self.base:
+            if self.owns_log() and self.store.env.info()["last_txnid"] != self.base:
                 self.checkpoint_now()
 
     def stop(self) -> None:

@@ -191,6 +191,56 @@ def test_background_checkpoints_run_while_writes_go_on(tmp_path, monkeypatch):
         assert repo.verify().ok
 
 
+def test_power_loss_after_the_map_grew(tmp_path, no_background_checkpoints):
+    """A resize ends every transaction of the process, the checkpoint's pin too: the next
+    write checkpoints before it commits, and the log protects what follows."""
+    path = str(tmp_path / "store")
+    repo = herofossil.open(path, create=True, map_size=1 << 20)
+    try:
+        written, n = {}, 0
+        size = repo._env.env.info()["map_size"]
+        while repo._env.env.info()["map_size"] == size:
+            checkpoints = repo._env.checkpoints
+            written[f"big/f{n}"] = os.urandom(8000)
+            repo.write(f"big/f{n}", written[f"big/f{n}"])
+            n += 1
+        # The write that filled the map grew it, which ended the pin, and took a
+        # checkpoint (a new pin) before it committed.
+        assert repo._env.checkpoints == checkpoints + 1
+        assert repo._env.durability.owner()
+        repo.write("after", b"grown")
+        written["after"] = b"grown"
+        repo._env.flush()
+        synced, size = _data(path), repo._env.env.info()["map_size"]
+        _write_some(repo, written, 0, 10)
+        assert repo._env.env.info()["map_size"] == size
+        dest = str(tmp_path / "after-power-loss")
+        rng = random.Random(3)
+        _power_loss_copy(path, dest, synced, lambda _page: rng.random() < 0.5)
+        _assert_recovered(dest, written, checkins=n + 12)
+    finally:
+        repo.close()
+
+
+def test_power_loss_after_compact(tmp_path, no_background_checkpoints):
+    path = str(tmp_path / "store")
+    repo = herofossil.open(path, create=True)
+    try:
+        written = {}
+        _write_some(repo, written, 0, 10)
+        repo.compact()
+        assert not os.path.getsize(os.path.join(path, CHECKPOINT_FILE))  # the old log is gone
+        _write_some(repo, written, 10, 5)
+        repo._env.flush()
+        synced = _data(path)
+        _write_some(repo, written, 15, 10)
+        dest = str(tmp_path / "after-power-loss")
+        _power_loss_copy(path, dest, synced, lambda page: page % 3 == 0)
+        _assert_recovered(dest, written, checkins=26)
+    finally:
+        repo.close()
+
+
 def test_reopening_after_a_clean_close_replays_nothing(tmp_path):
     path = str(tmp_path / "store")
     with herofossil.open(path, create=True) as repo:

@@ -8,6 +8,7 @@ delete them, while history holds only the user's own files.
 from __future__ import annotations
 
 import fnmatch
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -51,11 +52,12 @@ class NoiseStore:
     def __init__(self, repo, patterns=DEFAULT_PATTERNS):
         self.repo = repo
         self.patterns = tuple(p.lower() for p in patterns)
+        # One regular expression for all patterns: checked on every request.
+        self._match = re.compile("|".join(fnmatch.translate(p) for p in self.patterns)).match
 
     def is_noise(self, path: str) -> bool:
         """True when the last segment of ``path`` matches a noise pattern (case-insensitive)."""
-        name = path.rpartition("/")[2].lower()
-        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+        return bool(self.patterns) and self._match(path.rpartition("/")[2].lower()) is not None
 
     @staticmethod
     def _key(branch: str, path: str) -> str:
