@@ -25,7 +25,7 @@ WAL_MAX_RECORD = 1 << 20
 # A checkpoint is due after this many logged commits (the pages they free cannot be
 # reused until it is written, so more would grow the data file), or a log this long.
 WAL_COMMITS = 32
-WAL_LIMIT = 4 << 20
+WAL_LIMIT = 1 << 20
 
 
 def restore_checkpoint(path: str, datafd: int, page_size: int) -> Checkpoint | None:
