@@ -220,11 +220,19 @@ class Durability:
         with self.store.write_lock:
             self.checkpoint_now()
 
-    def flush(self) -> None:
-        """Checkpoint what this process logged, so the next open has nothing to replay."""
-        with self.store.write_lock:
+    def flush(self, timeout: float = -1) -> None:
+        """Checkpoint what this process logged, so the next open has nothing to replay.
+
+        ``timeout``: give up (the log keeps every write) if a write in another
+        thread holds the store that long.
+        """
+        if not self.store.write_lock.acquire(timeout=timeout):
+            return
+        try:
             if self.owns_log() and self.store.env.info()["last_txnid"] != self.base:
                 self.checkpoint_now()
+        finally:
+            self.store.write_lock.release()
 
     def stop(self) -> None:
         """Stop the background checkpoints (waits for one in progress)."""

@@ -381,7 +381,7 @@ def _flush_open_envs() -> None:
     """At exit: checkpoint the stores still open, so their next open replays nothing."""
     for env in list(_open_envs.values()):
         try:
-            env.flush()
+            env.durability.flush(timeout=5)
         except Exception:  # noqa: BLE001 - the log keeps every write; replay will do
             pass
 

@@ -253,6 +253,16 @@ def test_reopening_after_a_clean_close_replays_nothing(tmp_path):
         assert repo.read("f4") == b"4"
 
 
+def test_a_process_that_exits_without_closing_checkpoints_at_exit(tmp_path):
+    path = str(tmp_path / "store")
+    herofossil.open(path, create=True).close()
+    code = "import sys, herofossil\nherofossil.open(sys.argv[1]).write('a.txt', b'kept')\n"
+    subprocess.run([sys.executable, "-c", code, path], check=True)
+    with herofossil.open(path) as repo:
+        assert repo._env.checkpoints == 0  # nothing to replay
+        assert repo.read("a.txt") == b"kept"
+
+
 def test_a_large_write_is_checkpointed_instead_of_logged(tmp_path):
     path = str(tmp_path / "store")
     with herofossil.open(path, create=True) as repo:
