@@ -4,25 +4,28 @@ A durable LMDB commit costs two syncs of scattered pages (about twenty for a
 one-file check-in). Here LMDB commits without syncing, and what makes a
 write durable before its call returns is one appended record in ``wal``,
 synced: the record lists the transaction's puts and deletes. Every so often
-a checkpoint syncs LMDB and starts the log again.
+a checkpoint syncs LMDB, so that replaying starts later in the log; now and
+then the log starts again from its beginning.
 
 What keeps the store safe when the machine loses power between checkpoints:
 
 - The checkpoint's snapshot (``base``) is synced, and its two LMDB meta
   pages are saved in ``checkpoint``. The process that wrote the checkpoint
-  (its *owner*) holds a read transaction on ``base`` until the next one, so
-  LMDB never reuses a page of ``base`` (its MVCC guarantee to readers), and
-  whatever unsynced pages later commits left on disk lie outside it.
+  (its *owner*) holds a read transaction on ``base`` until the next
+  checkpoint is written, so LMDB never reuses a page of ``base`` (its MVCC
+  guarantee to readers), and whatever unsynced pages later commits left on
+  disk lie outside it.
 - Only the owner appends to the log. Any other process checkpoints first
   (syncing what everybody committed so far), which makes it the owner.
-- Opening a store nobody else has open, with meta pages that differ from
-  the checkpoint's, puts those meta pages back (LMDB is then at ``base``,
-  intact) and replays the logged transactions after ``base`` in order.
+- Opening a store nobody else has open, when its meta pages differ from the
+  checkpoint's or the log holds records after it, puts those meta pages
+  back (LMDB is then at ``base``, intact) and replays the logged
+  transactions after ``base`` in order.
 
 Files in the store folder: ``checkpoint`` (two slots written in turn, each
-checksummed, the newest valid one counts) and ``wal`` (records of the
-checkpoint's epoch from offset 0; a record that is torn, from an older
-epoch or out of order ends the log).
+checksummed, the newest valid one counts) and ``wal`` (the records of the
+checkpoint's epoch, from the offset it names; a record that is torn, from
+another epoch or out of order ends the log).
 """
 
 from __future__ import annotations

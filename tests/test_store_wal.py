@@ -243,6 +243,38 @@ def test_power_loss_after_compact(tmp_path, no_background_checkpoints):
         repo.close()
 
 
+def test_power_loss_after_a_logged_rebuild(tmp_path, no_background_checkpoints):
+    """``rebuild`` empties and refills every index: the log replays the emptying too."""
+    path = str(tmp_path / "store")
+    repo = herofossil.open(path, create=True)
+    try:
+        written = {}
+        _write_some(repo, written, 0, 12)
+        stale = b"\x01" * 32  # an index entry rebuild drops: it must stay dropped
+        repo._env.write(lambda txn: txn.put(stale, b"", db=repo._env.db["phantom"]))
+        repo._env.flush()
+        synced, offset = _data(path), repo._env.durability.wal.offset
+        repo.rebuild()
+        assert repo._env.durability.wal.offset > offset  # logged, not checkpointed
+        dest = str(tmp_path / "after-power-loss")
+        _power_loss_copy(path, dest, synced, lambda page: page % 2 == 1)
+        _assert_recovered(dest, written, checkins=13)
+        with herofossil.open(dest) as recovered, recovered._env.read() as txn:
+            assert txn.get(stale, db=recovered._env.db["phantom"]) is None
+    finally:
+        repo.close()
+
+
+def test_writes_the_log_cannot_record_fail_loudly(tmp_path):
+    with herofossil.open(str(tmp_path / "store"), create=True) as repo:
+        env = repo._env
+        with pytest.raises(NotImplementedError):
+            env.write(lambda txn: txn.cursor(env.db["meta"]).put(b"k", b"v"))
+        with pytest.raises(AttributeError):
+            env.write(lambda txn: txn.replace(b"k", b"v", db=env.db["meta"]))
+        assert repo.meta_get("x", "k") is None
+
+
 def test_reopening_after_a_clean_close_replays_nothing(tmp_path):
     path = str(tmp_path / "store")
     with herofossil.open(path, create=True) as repo:
