@@ -26,6 +26,7 @@ from herofossil.store.checkins import (
 )
 from herofossil.store.lmdbenv import ALL_TABLES, LOCAL_TABLES
 from herofossil.store.tree import Tree
+from herofossil.store.wal import CHECKPOINT_FILE, WAL_FILE
 from herofossil.store.writer import fill_tree
 
 Progress = Callable[[str, int, int | None], None]
@@ -248,9 +249,9 @@ def rebuild(env, progress: Progress = _quiet) -> dict:
 
 
 def table_sizes(env) -> dict[str, dict[str, int]]:
-    """Entries and bytes of pages of every table, of LMDB's list of tables (``(catalog)``)
-    and of the rest of the data file (``(free)``: LMDB's free list and meta pages, most of
-    which ``compact`` gives back)."""
+    """Entries and bytes of pages of every table, of LMDB's list of tables (``(catalog)``),
+    of the rest of the data file (``(free)``: LMDB's free list and meta pages, most of
+    which ``compact`` gives back) and of the write-ahead log's files (``(log)``)."""
     out: dict[str, dict[str, int]] = {}
     used = 0
     with env.read() as txn:
@@ -266,6 +267,9 @@ def table_sizes(env) -> dict[str, dict[str, int]]:
         out["(catalog)"] = {"entries": main["entries"], "bytes": catalog * psize}
     total = os.path.getsize(os.path.join(env.path, "data.mdb")) // psize
     out["(free)"] = {"entries": 0, "bytes": max(total - used, 0) * psize}
+    out["(log)"] = {"entries": 0, "bytes": sum(
+        os.path.getsize(os.path.join(env.path, name)) for name in (WAL_FILE, CHECKPOINT_FILE)
+        if os.path.exists(os.path.join(env.path, name)))}
     return out
 
 

@@ -54,7 +54,7 @@ _REC_MAGIC = b"HFWL"
 _OP = struct.Struct("<BBII")  # op, table, key length, value length
 
 datasync = getattr(os, "fdatasync", os.fsync)
-EXTEND_STEP = 256 << 10  # the log file grows by zeros, this much at a time
+EXTEND_STEP = 256 << 10  # the log file grows by zeros: doubling from 16 KiB, at most this
 
 
 class Checkpoint(NamedTuple):
@@ -169,7 +169,7 @@ class WriteAheadLog:
         # Records overwrite zeros written beforehand: syncing an overwrite is one
         # device flush, while a sync that also grows the file commits the
         # file system's journal too (measured: 110 against 190 us here).
-        size = max(end, self._size + EXTEND_STEP)
+        size = max(end, self._size + min(max(self._size, 16 << 10), EXTEND_STEP))
         os.pwrite(self._log, bytes(size - self._size), self._size)
         datasync(self._log)
         self._size = size
