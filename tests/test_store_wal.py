@@ -358,3 +358,41 @@ def test_two_processes_take_turns_owning_the_log(tmp_path, no_background_checkpo
     with herofossil.open(path) as repo:
         assert repo.verify().ok
         assert len(repo.log()) == 9
+
+
+def test_processes_writing_at_once_lose_no_acknowledged_write(tmp_path):
+    """Three processes write at once (the log changes hands all the time, background
+    checkpoints run), two are killed mid-stream: every write any of them saw return is there."""
+    path = str(tmp_path / "store")
+    herofossil.open(path, create=True).close()
+    code = (
+        "import sys, herofossil\n"
+        "r = herofossil.open(sys.argv[1])\n"
+        "for i in range(int(sys.argv[3])):\n"
+        "    r.write(f'{sys.argv[2]}/f{i}', b'%d' % i)\n"
+        "    print(i, flush=True)\n"
+        "r.close()\n"
+    )
+    procs = {name: subprocess.Popen([sys.executable, "-c", code, path, name, "400"],
+                                    stdout=subprocess.PIPE, text=True)
+             for name in ("a", "b", "c")}
+    acked = {name: [] for name in procs}
+    try:
+        for _ in range(150):
+            for name in ("a", "b"):
+                acked[name].append(int(procs[name].stdout.readline()))
+        for name in ("a", "b"):
+            procs[name].send_signal(signal.SIGKILL)
+        acked["c"] = [int(line) for line in procs["c"].stdout]
+        assert procs["c"].wait() == 0
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+    assert len(acked["c"]) == 400
+    with herofossil.open(path) as repo:
+        for name, done in acked.items():
+            for i in done:
+                assert repo.read(f"{name}/f{i}") == b"%d" % i
+        assert repo.verify().ok
+
