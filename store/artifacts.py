@@ -72,6 +72,20 @@ class ArtifactWriter(BlobReader):
         self.uncompressed.add(aid)
         return aid, True
 
+    def keep_uncompressed(self, aid: bytes) -> None:
+        """Store ``aid``, added whole in this transaction, without compressing it: for an
+        artifact the next write turns into a delta (a delta-manifest at the tip)."""
+        self.uncompressed.discard(aid)
+
+    def compress(self, aid: bytes) -> None:
+        """Compress ``aid`` if it is stored whole and uncompressed (and zstd helps)."""
+        stored = self.stored(aid)
+        if stored is not None and stored[:1] == blobs.RAW and aid not in self.uncompressed:
+            packed = blobs.encode_whole(stored[1:])
+            if packed != stored:
+                self._put(aid, packed)
+                self.touched.add(aid)
+
     def add_phantom(self, aid: bytes) -> None:
         """Record that ``aid`` is referenced but not present (yet)."""
         if self.stored(aid) is None:

@@ -280,8 +280,16 @@ def commit(
         aw.deltify(old, new, new_data=new_data)
     if full:  # the previous baseline becomes a reverse delta on the new one
         aw.deltify(bytes.fromhex(pm.baseline) if pm.baseline else parent, cid, new_data=data)
-    elif pm.baseline:  # consecutive delta-manifests share most of their cards
-        aw.deltify(parent, cid, new_data=data)
+        if pm.baseline:  # the last delta-manifest of the cycle stays whole: compress it
+            aw.compress(parent)
+    else:
+        # The next check-in turns this delta-manifest into a delta on its own:
+        # compressing it now would be wasted (and so would decompressing it then).
+        aw.keep_uncompressed(cid)
+        # Consecutive delta-manifests share most of their cards; one that stays
+        # whole (not worth a delta) is compressed.
+        if pm.baseline and not aw.deltify(parent, cid, new_data=data):
+            aw.compress(parent)
     record = ci.index_checkin(cid, m, nfiles, list(pending.cards))
     ci.set_tip(branch, cid, indexed=True)
     aw.verify_touched()

@@ -203,3 +203,24 @@ def test_versions_on_sibling_branches_are_stored_as_deltas_and_read_back(repo):
     repo.rebuild()
     assert _deps_table(repo) == before
     assert repo.verify().ok
+
+
+def test_the_tip_delta_manifest_is_stored_uncompressed_until_its_successor(repo):
+    def kind(cid):
+        with repo._env.read() as txn:
+            return txn.get(bytes.fromhex(cid), db=repo._env.db["blob"])[:1]
+
+    repo.commit([Put(f"d/f{i:03d}", b"file %d\n" % i * 20) for i in range(300)])
+    checkins = []
+    while True:  # edit until a check-in writes a full manifest again
+        n = len(checkins)
+        checkins.append(repo.write(f"d/f{n:03d}", b"edit %d\n" % n * 20))
+        if n > 2 and checkins[-1].baseline is None:
+            break
+    tip_delta, last_delta = checkins[2], checkins[-2]
+    assert kind(tip_delta.id) in blobs.DELTAS  # became a delta on its successor
+    assert kind(last_delta.id) == blobs.WHOLE  # no successor delta-manifest: compressed
+    repo.write("d/f000", b"again")
+    assert kind(repo.checkin().id) == blobs.RAW  # the tip's, waiting for the next write
+    assert repo.verify().ok
+
