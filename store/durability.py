@@ -128,6 +128,10 @@ class Durability:
             token = self.token if self.owns_log() else os.urandom(16)
             ck = Checkpoint(seq + 1, epoch + 1, 0, pin.id(), token, metas)
             self.wal.write_checkpoint(ck)
+        except OSError as exc:
+            pin.abort()
+            raise StoreError(f"cannot write the store's checkpoint: {exc.strerror}; "
+                             "nothing was written") from exc
         except BaseException:
             pin.abort()
             raise

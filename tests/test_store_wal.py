@@ -295,6 +295,40 @@ def test_a_process_that_exits_without_closing_checkpoints_at_exit(tmp_path):
         assert repo.read("a.txt") == b"kept"
 
 
+@pytest.mark.parametrize("owner", [True, False], ids=["appending", "checkpointing"])
+def test_a_full_disk_fails_the_write_and_loses_nothing(tmp_path, monkeypatch, owner):
+    """ENOSPC (injected: a full disk cannot be made here without mounting one) while the
+    log or the checkpoint is written: a clear error, nothing of that write, the rest intact."""
+    import errno
+
+    from herofossil.store import wal
+
+    path = str(tmp_path / "store")
+    repo = herofossil.open(path, create=True)
+    try:
+        repo.write("kept.txt", b"kept")
+        if not owner:
+            repo._env.durability.token = None  # as if another process had written since
+        real_pwrite = wal.os.pwrite
+
+        def full(fd, data, offset):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(wal.os, "pwrite", full)
+        with pytest.raises(herofossil.StoreError, match="No space left"):
+            repo.write("lost.txt", b"lost")
+        monkeypatch.setattr(wal.os, "pwrite", real_pwrite)
+        assert not repo.exists("lost.txt")
+        repo.write("after.txt", b"after")
+        assert repo.read("kept.txt") == b"kept"
+        assert repo.verify().ok
+    finally:
+        repo.close()
+    with herofossil.open(path) as repo:
+        assert {e.path for e in repo.walk()} == {"kept.txt", "after.txt"}
+        assert len(repo.log()) == 3
+
+
 def test_a_large_write_is_checkpointed_instead_of_logged(tmp_path):
     path = str(tmp_path / "store")
     with herofossil.open(path, create=True) as repo:
