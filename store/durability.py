@@ -155,7 +155,9 @@ class Durability:
     def _background_checkpoint(self) -> None:
         """Checkpoint the last commit while writes go on: pin it and read its meta pages,
         sync without holding a lock, then write the checkpoint if still the owner."""
-        with self.store.write_lock:
+        if not self._lock_unless_stopping():
+            return
+        try:
             txn = self.store.begin_write()
             try:
                 if not self.owner():
@@ -165,9 +167,14 @@ class Durability:
                 epoch, start, logged = self.epoch, self.wal.offset, self.logged
             finally:
                 txn.abort()
+        finally:
+            self.store.write_lock.release()
         try:
             self.store.env.sync(True)
-            with self.store.write_lock:
+            if not self._lock_unless_stopping():
+                pin.abort()
+                return
+            try:
                 txn = self.store.begin_write()
                 try:
                     if not (self.owner() and self.epoch == epoch and _alive(pin)):
@@ -180,10 +187,23 @@ class Durability:
                     self.background += 1
                 finally:
                     txn.abort()
+            finally:
+                self.store.write_lock.release()
         except BaseException:
             if _alive(pin):
                 pin.abort()
             raise
+
+    def _lock_unless_stopping(self) -> bool:
+        """Take the store's write lock; False if ``stop`` is called meanwhile (it may be
+        called by a thread that holds the lock, as ``compact`` does)."""
+        while not self.store.write_lock.acquire(timeout=0.05):
+            if self._stopping:
+                return False
+        if self._stopping:
+            self.store.write_lock.release()
+            return False
+        return True
 
     def _kick(self) -> None:
         with self._wake:

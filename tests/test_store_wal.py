@@ -275,6 +275,27 @@ def test_writes_the_log_cannot_record_fail_loudly(tmp_path):
         assert repo.meta_get("x", "k") is None
 
 
+def test_stopping_checkpoints_while_holding_the_write_lock_does_not_hang(tmp_path):
+    """``compact`` stops the background checkpoints with the write lock held: one waiting
+    for that lock gives up instead of deadlocking."""
+    import threading
+
+    with herofossil.open(str(tmp_path / "store"), create=True) as repo:
+        repo.write("a", b"1")
+        durable = repo._env.durability
+        with repo._env.write_lock:
+            durable.logged = durability.WAL_COMMITS
+            durable._kick()  # the thread now waits for the lock this test holds
+            time.sleep(0.1)
+            stopper = threading.Thread(target=durable.stop)
+            stopper.start()
+            stopper.join(10)
+            assert not stopper.is_alive()
+        assert durable.background == 0
+        repo.compact()  # which does the same
+        assert repo.read("a") == b"1"
+
+
 def test_reopening_after_a_clean_close_replays_nothing(tmp_path):
     path = str(tmp_path / "store")
     with herofossil.open(path, create=True) as repo:
