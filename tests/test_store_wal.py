@@ -56,6 +56,15 @@ def no_background_checkpoints(monkeypatch):
     monkeypatch.setattr(durability, "WAL_COMMITS", 10**9)
 
 
+@pytest.fixture
+def open_store(tmp_path):
+    """(path, repo) of a new store, left open for the test (closing would checkpoint)."""
+    path = str(tmp_path / "store")
+    repo = herofossil.open(path, create=True)
+    yield path, repo
+    repo.close()
+
+
 def _write_some(repo, written, first, count):
     for i in range(first, first + count):
         name, data = f"dir{i % 3}/f{i}.txt", b"version %d\n" % i * (i + 1)
@@ -87,7 +96,7 @@ def logged_store(tmp_path, no_background_checkpoints):
     repo.close()
 
 
-def _assert_recovered(path, written, checkins=34):
+def _assert_recovered(path, written, checkins):
     with herofossil.open(path) as repo:
         assert repo._env.checkpoints == 1  # the replay ends with one
         assert {e.path for e in repo.walk() if not e.is_dir} == set(written)
@@ -96,6 +105,15 @@ def _assert_recovered(path, written, checkins=34):
         report = repo.verify()
         assert report.ok, report.problems
         assert len(repo.log()) == checkins
+
+
+def _recovered_after_power_loss(tmp_path, path, synced, newer_page, written, checkins):
+    """Lose power on a copy of the store at ``path`` (see ``_power_loss_copy``), check that
+    opening it recovers ``written`` and ``checkins`` check-ins; returns the copy's path."""
+    dest = str(tmp_path / "after-power-loss")
+    _power_loss_copy(path, dest, synced, newer_page)
+    _assert_recovered(dest, written, checkins)
+    return dest
 
 
 def test_small_writes_are_logged_not_checkpointed(logged_store):
@@ -108,23 +126,14 @@ def test_power_loss_keeps_every_acknowledged_write(logged_store, tmp_path, seed)
     path, synced, written = logged_store
     rng = random.Random(seed)
     share = rng.random()
-    dest = str(tmp_path / "after-power-loss")
-    _power_loss_copy(path, dest, synced, lambda n: rng.random() < share)
-    _assert_recovered(dest, written)
+    _recovered_after_power_loss(tmp_path, path, synced, lambda n: rng.random() < share,
+                                written, checkins=34)
 
 
-def test_power_loss_with_every_later_page_on_disk(logged_store, tmp_path):
+@pytest.mark.parametrize("on_disk", [True, False], ids=["every-later-page", "no-later-page"])
+def test_power_loss_with_all_or_none_of_the_later_pages(logged_store, tmp_path, on_disk):
     path, synced, written = logged_store
-    dest = str(tmp_path / "after-power-loss")
-    _power_loss_copy(path, dest, synced, lambda n: True)
-    _assert_recovered(dest, written)
-
-
-def test_power_loss_with_no_later_page_on_disk(logged_store, tmp_path):
-    path, synced, written = logged_store
-    dest = str(tmp_path / "after-power-loss")
-    _power_loss_copy(path, dest, synced, lambda n: False)
-    _assert_recovered(dest, written)
+    _recovered_after_power_loss(tmp_path, path, synced, lambda n: on_disk, written, checkins=34)
 
 
 def test_a_torn_last_record_ends_the_log(logged_store, tmp_path):
@@ -216,53 +225,42 @@ def test_power_loss_after_the_map_grew(tmp_path, no_background_checkpoints):
         synced, size = _data(path), repo._env.env.info()["map_size"]
         _write_some(repo, written, 0, 10)
         assert repo._env.env.info()["map_size"] == size
-        dest = str(tmp_path / "after-power-loss")
         rng = random.Random(3)
-        _power_loss_copy(path, dest, synced, lambda _page: rng.random() < 0.5)
-        _assert_recovered(dest, written, checkins=n + 12)
+        _recovered_after_power_loss(tmp_path, path, synced, lambda _page: rng.random() < 0.5,
+                                    written, checkins=n + 12)
     finally:
         repo.close()
 
 
-def test_power_loss_after_compact(tmp_path, no_background_checkpoints):
-    path = str(tmp_path / "store")
-    repo = herofossil.open(path, create=True)
-    try:
-        written = {}
-        _write_some(repo, written, 0, 10)
-        repo.compact()
-        assert not os.path.getsize(os.path.join(path, CHECKPOINT_FILE))  # the old log is gone
-        _write_some(repo, written, 10, 5)
-        repo._env.flush()
-        synced = _data(path)
-        _write_some(repo, written, 15, 10)
-        dest = str(tmp_path / "after-power-loss")
-        _power_loss_copy(path, dest, synced, lambda page: page % 3 == 0)
-        _assert_recovered(dest, written, checkins=26)
-    finally:
-        repo.close()
+def test_power_loss_after_compact(tmp_path, open_store, no_background_checkpoints):
+    path, repo = open_store
+    written = {}
+    _write_some(repo, written, 0, 10)
+    repo.compact()
+    assert not os.path.getsize(os.path.join(path, CHECKPOINT_FILE))  # the old log is gone
+    _write_some(repo, written, 10, 5)
+    repo._env.flush()
+    synced = _data(path)
+    _write_some(repo, written, 15, 10)
+    _recovered_after_power_loss(tmp_path, path, synced, lambda page: page % 3 == 0,
+                                written, checkins=26)
 
 
-def test_power_loss_after_a_logged_rebuild(tmp_path, no_background_checkpoints):
+def test_power_loss_after_a_logged_rebuild(tmp_path, open_store, no_background_checkpoints):
     """``rebuild`` empties and refills every index: the log replays the emptying too."""
-    path = str(tmp_path / "store")
-    repo = herofossil.open(path, create=True)
-    try:
-        written = {}
-        _write_some(repo, written, 0, 12)
-        stale = b"\x01" * 32  # an index entry rebuild drops: it must stay dropped
-        repo._env.write(lambda txn: txn.put(stale, b"", db=repo._env.db["phantom"]))
-        repo._env.flush()
-        synced, offset = _data(path), repo._env.durability.wal.offset
-        repo.rebuild()
-        assert repo._env.durability.wal.offset > offset  # logged, not checkpointed
-        dest = str(tmp_path / "after-power-loss")
-        _power_loss_copy(path, dest, synced, lambda page: page % 2 == 1)
-        _assert_recovered(dest, written, checkins=13)
-        with herofossil.open(dest) as recovered, recovered._env.read() as txn:
-            assert txn.get(stale, db=recovered._env.db["phantom"]) is None
-    finally:
-        repo.close()
+    path, repo = open_store
+    written = {}
+    _write_some(repo, written, 0, 12)
+    stale = b"\x01" * 32  # an index entry rebuild drops: it must stay dropped
+    repo._env.write(lambda txn: txn.put(stale, b"", db=repo._env.db["phantom"]))
+    repo._env.flush()
+    synced, offset = _data(path), repo._env.durability.wal.offset
+    repo.rebuild()
+    assert repo._env.durability.wal.offset > offset  # logged, not checkpointed
+    dest = _recovered_after_power_loss(tmp_path, path, synced, lambda page: page % 2 == 1,
+                                       written, checkins=13)
+    with herofossil.open(dest) as recovered, recovered._env.read() as txn:
+        assert txn.get(stale, db=recovered._env.db["phantom"]) is None
 
 
 def test_writes_the_log_cannot_record_fail_loudly(tmp_path):
@@ -362,19 +360,26 @@ def test_a_large_write_is_checkpointed_instead_of_logged(tmp_path):
         assert log.offset == 0  # restarted by the checkpoint, the big write not in it
 
 
+_WRITER = (
+    "import sys, herofossil\n"
+    "r = herofossil.open(sys.argv[1])\n"
+    "for i in range(int(sys.argv[3])):\n"
+    "    r.write(f'{sys.argv[2]}/f{i}', b'%d' % i)\n"
+    "    print(i, flush=True)\n"
+    "r.close()\n"
+)
+
+
+def _writer(path: str, folder: str, count: int) -> subprocess.Popen:
+    """A process writing ``folder/f0`` .. ``f{count-1}``, printing each i once it returned."""
+    return subprocess.Popen([sys.executable, "-c", _WRITER, path, folder, str(count)],
+                            stdout=subprocess.PIPE, text=True)
+
+
 def test_killed_writer_loses_no_acknowledged_write(tmp_path):
     path = str(tmp_path / "store")
     herofossil.open(path, create=True).close()
-    code = (
-        "import sys, herofossil\n"
-        "r = herofossil.open(sys.argv[1])\n"
-        "i = 0\n"
-        "while True:\n"
-        "    r.write(f'd{i % 7}/f{i}.txt', b'%d' % i)\n"
-        "    print(i, flush=True)\n"
-        "    i += 1\n"
-    )
-    child = subprocess.Popen([sys.executable, "-c", code, path], stdout=subprocess.PIPE, text=True)
+    child = _writer(path, "d", 10**6)
     try:
         acked = [int(child.stdout.readline()) for _ in range(60)]
     finally:
@@ -382,7 +387,7 @@ def test_killed_writer_loses_no_acknowledged_write(tmp_path):
         child.wait()
     with herofossil.open(path) as repo:
         for i in acked:
-            assert repo.read(f"d{i % 7}/f{i}.txt") == b"%d" % i
+            assert repo.read(f"d/f{i}") == b"%d" % i
         assert repo.verify().ok
 
 
@@ -420,17 +425,7 @@ def test_processes_writing_at_once_lose_no_acknowledged_write(tmp_path):
     checkpoints run), two are killed mid-stream: every write any of them saw return is there."""
     path = str(tmp_path / "store")
     herofossil.open(path, create=True).close()
-    code = (
-        "import sys, herofossil\n"
-        "r = herofossil.open(sys.argv[1])\n"
-        "for i in range(int(sys.argv[3])):\n"
-        "    r.write(f'{sys.argv[2]}/f{i}', b'%d' % i)\n"
-        "    print(i, flush=True)\n"
-        "r.close()\n"
-    )
-    procs = {name: subprocess.Popen([sys.executable, "-c", code, path, name, "400"],
-                                    stdout=subprocess.PIPE, text=True)
-             for name in ("a", "b", "c")}
+    procs = {name: _writer(path, name, 400) for name in ("a", "b", "c")}
     acked = {name: [] for name in procs}
     try:
         for _ in range(150):
