@@ -80,7 +80,7 @@ class ArtifactWriter(BlobReader):
     def compress(self, aid: bytes) -> None:
         """Compress ``aid`` if it is stored whole and uncompressed (and zstd helps)."""
         stored = self.stored(aid)
-        if stored is not None and stored[:1] == blobs.RAW and aid not in self.uncompressed:
+        if stored is not None and stored[:1] == blobs.RAW:
             packed = blobs.encode_whole(stored[1:])
             if packed != stored:
                 self._put(aid, packed)

@@ -28,23 +28,19 @@ WAL_COMMITS = 32
 WAL_LIMIT = 1 << 20
 
 
-def restore_checkpoint(path: str, datafd: int, page_size: int) -> Checkpoint | None:
+def restore_checkpoint(wal: WriteAheadLog, datafd: int) -> Checkpoint | None:
     """Before LMDB opens a store no other process has open: the checkpoint to replay
     from, with its meta pages put back into the data file; None when nothing was
     committed after it (the meta pages are its own and the log has no record)."""
-    wal = WriteAheadLog(path, page_size)
-    try:
-        ck = wal.checkpoint()
-        if ck is None:
-            return None
-        if os.pread(datafd, len(ck.metas), 0) != ck.metas:
-            os.pwrite(datafd, ck.metas, 0)
-            datasync(datafd)
-        elif next(wal.records(ck), None) is None:
-            return None
-        return ck
-    finally:
-        wal.close()
+    ck = wal.checkpoint()
+    if ck is None:
+        return None
+    if os.pread(datafd, len(ck.metas), 0) != ck.metas:
+        os.pwrite(datafd, ck.metas, 0)
+        datasync(datafd)
+    elif next(wal.records(ck), None) is None:
+        return None
+    return ck
 
 
 class Durability:
@@ -56,9 +52,9 @@ class Durability:
     short steps and syncs in between without them.
     """
 
-    def __init__(self, store):
+    def __init__(self, store, wal: WriteAheadLog):
         self.store = store  # the StoreEnv: env, write lock, data file descriptor
-        self.wal = WriteAheadLog(store.path, store.env.stat()["psize"])
+        self.wal = wal  # closed by ``close``
         self.pin: lmdb.Transaction | None = None  # read transaction on the checkpoint
         self.token: bytes | None = None  # this process's, while it owns the log
         self.epoch = 0

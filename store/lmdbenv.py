@@ -43,6 +43,7 @@ import lmdb
 from herofossil.errors import StoreError
 from herofossil.store.durability import WAL_MAX_RECORD, Durability, restore_checkpoint
 from herofossil.store.txnlog import LoggedTxn
+from herofossil.store.wal import WriteAheadLog
 
 GLOBAL_TABLES = ("blob",)
 LOCAL_TABLES = (
@@ -141,10 +142,16 @@ class StoreEnv:
             self.datafd = os.open(data, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         except OSError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc.strerror}") from exc
+        # LMDB's page size is the OS's: the log knows it before LMDB is open.
+        wal = WriteAheadLog(self.path, os.sysconf("SC_PAGE_SIZE"))
         try:
-            restored = (restore_checkpoint(self.path, self.datafd, os.sysconf("SC_PAGE_SIZE"))
-                        if recover else None)
-            self._open_lmdb_env()
+            try:
+                restored = restore_checkpoint(wal, self.datafd) if recover else None
+                self._open_lmdb_env()
+            except BaseException:
+                wal.close()
+                raise
+            self.durability = Durability(self, wal)
             if restored is not None:
                 self.durability.replay(restored, [self.db[name] for name in ALL_TABLES])
         finally:
@@ -181,7 +188,6 @@ class StoreEnv:
             self.db.update({name: self.env.open_db(name.encode(), txn=txn)
                             for name in ALL_TABLES})
         self._tables = {self.db[name]: i for i, name in enumerate(ALL_TABLES)}
-        self.durability = Durability(self)
 
     def _close_lmdb(self) -> None:
         self.durability.stop()
