@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import threading
+from collections import OrderedDict
 
 from herofossil import delta
 from herofossil.errors import IntegrityError
@@ -11,6 +13,44 @@ from herofossil.store.blobs import BlobReader, artifact_id, pack_u64, unpack_u64
 
 _CHAIN = struct.Struct("<H")
 _DEPS = struct.Struct("<I")
+
+
+class KnownContents:
+    """Bytes whose artifact id this process computed from them, most recent first.
+
+    Content addressing makes an entry true forever, in any store. Re-verifying a
+    stored form against known bytes (equal bytes, equal hash) skips re-hashing,
+    and a reverse delta on a known artifact skips reading it back. The write
+    path keeps its manifests here: the tip's is turned into a delta by the next
+    check-in, and the baseline's when the next full manifest is written.
+    """
+
+    def __init__(self, max_bytes: int = 16 << 20):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, aid: bytes) -> bytes | None:
+        return self._items.get(aid)
+
+    def add(self, aid: bytes, data: bytes) -> None:
+        """Remember ``data``, whose artifact id is ``aid`` (the caller hashed it)."""
+        if len(data) > self.max_bytes // 4:
+            return
+        with self._lock:
+            old = self._items.pop(aid, None)
+            if old is not None:
+                self._bytes -= len(old)
+            self._items[aid] = data
+            self._bytes += len(data)
+            while self._bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+KNOWN = KnownContents()
+HASHED_LIMIT = 16 << 20  # bytes of one transaction's hashed artifacts kept for verification
 
 
 class ArtifactWriter(BlobReader):
@@ -28,16 +68,25 @@ class ArtifactWriter(BlobReader):
         self.dbs = dbs
         self.touched: set[bytes] = set()
         self.pending: dict[bytes, bytes] = {}
-        # Artifacts added whole in this transaction wait uncompressed (as b"R" forms):
-        # most old versions become deltas before commit, so compressing them first is waste.
-        self.uncompressed: set[bytes] = set()
+        # Artifacts added whole in this transaction wait uncompressed (as b"R" forms),
+        # with the zstd level to use: most old versions become deltas before commit,
+        # so compressing them first is waste.
+        self.uncompressed: dict[bytes, int] = {}
+        # Bytes hashed in this transaction, by id: re-verification compares against them.
+        self.hashed: dict[bytes, bytes] = {}
+        self._hashed_room = HASHED_LIMIT
+
+    def known(self, aid: bytes) -> bytes | None:
+        """The bytes of ``aid`` if they were hashed in this transaction or are in ``KNOWN``."""
+        data = self.hashed.get(aid)
+        return data if data is not None else KNOWN.get(aid)
 
     def stored(self, aid: bytes) -> bytes | None:
         value = self.pending.get(aid)
         return value if value is not None else self.txn.get(aid, db=self.db)
 
     def _put(self, aid: bytes, stored: bytes) -> None:
-        self.uncompressed.discard(aid)
+        self.uncompressed.pop(aid, None)
         if aid in self.pending or self.txn.get(aid, db=self.db) is None:
             self.pending[aid] = stored
         else:
@@ -62,26 +111,33 @@ class ArtifactWriter(BlobReader):
         self.touched.add(aid)
         return True
 
-    def add(self, data: bytes, aid: bytes | None = None) -> tuple[bytes, bool]:
-        """Store ``data`` whole; returns (id, newly added). ``aid``: its id, if known."""
+    def add(self, data: bytes, aid: bytes | None = None, *, cards: bool = False
+            ) -> tuple[bytes, bool]:
+        """Store ``data`` whole; returns (id, newly added). ``aid``: its id, if known;
+        ``cards``: ``data`` is a manifest or control artifact (compressed at the level
+        that suits card text)."""
         if aid is None:
             aid = artifact_id(data)
+            if len(data) <= self._hashed_room:  # bounded: a big import keeps no second copy
+                self.hashed[aid] = data
+                self._hashed_room -= len(data)
         if self.stored(aid) is not None:
             return aid, False
         self.put_stored(aid, blobs.RAW + data)
-        self.uncompressed.add(aid)
+        self.uncompressed[aid] = blobs.ZSTD_LEVEL_CARDS if cards else blobs.ZSTD_LEVEL
         return aid, True
 
     def keep_uncompressed(self, aid: bytes) -> None:
         """Store ``aid``, added whole in this transaction, without compressing it: for an
         artifact the next write turns into a delta (a delta-manifest at the tip)."""
-        self.uncompressed.discard(aid)
+        self.uncompressed.pop(aid, None)
 
-    def compress(self, aid: bytes) -> None:
+    def compress(self, aid: bytes, *, cards: bool = False) -> None:
         """Compress ``aid`` if it is stored whole and uncompressed (and zstd helps)."""
         stored = self.stored(aid)
         if stored is not None and stored[:1] == blobs.RAW:
-            packed = blobs.encode_whole(stored[1:])
+            level = blobs.ZSTD_LEVEL_CARDS if cards else blobs.ZSTD_LEVEL
+            packed = blobs.encode_whole(stored[1:], level)
             if packed != stored:
                 self._put(aid, packed)
                 self.touched.add(aid)
@@ -170,7 +226,7 @@ class ArtifactWriter(BlobReader):
         if depth > blobs.MAX_CHAIN:
             return False
         if old_data is None:
-            old_data = self.content(old)
+            old_data = self.known(old) or self.content(old)
         if new_data is None:
             new_data = blobs.decode_whole(self.stored(new), new)
         d = delta.create(new_data, old_data)
@@ -204,17 +260,20 @@ class ArtifactWriter(BlobReader):
         """Write the stored forms that wait in ``pending`` (once, in key order)."""
         for aid in sorted(self.pending):
             stored = self.pending[aid]
-            if aid in self.uncompressed:
-                stored = blobs.encode_whole(stored[1:])
+            level = self.uncompressed.get(aid)
+            if level is not None:
+                stored = blobs.encode_whole(stored[1:], level)
             self.txn.put(aid, stored, db=self.db)
         self.pending.clear()
         self.uncompressed.clear()
 
     def verify_touched(self) -> None:
-        """Write what is pending, then re-read and re-hash every artifact of this transaction."""
+        """Write what is pending, then re-read every artifact of this transaction and
+        check its hash (by comparing with bytes already hashed when there are some)."""
         self.write_pending()
         for aid in self.touched:
-            if artifact_id(self.content(aid)) != aid:
+            data = self.content(aid)
+            if data != self.known(aid) and artifact_id(data) != aid:
                 raise IntegrityError(
                     f"artifact {aid.hex()} did not verify before commit; nothing was written"
                 )

@@ -39,16 +39,20 @@ MIN_DELTA_SIZE = 256
 # A delta is kept only when its compressed form is at most this share of the whole's.
 DELTA_GAIN = 0.75
 ZSTD_LEVEL = 3
+# Manifests (card text, mostly hex hashes) come out as small at level 1, twice as fast.
+ZSTD_LEVEL_CARDS = 1
 # A zstd frame costs at least 9 bytes of header and checksum: below this, keep bytes raw.
 MIN_COMPRESS_SIZE = 32
 
 _local = threading.local()
 
 
-def _zc() -> zstandard.ZstdCompressor:
-    c = getattr(_local, "zc", None)
+def _zc(level: int = ZSTD_LEVEL) -> zstandard.ZstdCompressor:
+    name = f"zc{level}"
+    c = getattr(_local, name, None)
     if c is None:
-        c = _local.zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+        c = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        setattr(_local, name, c)
     return c
 
 
@@ -71,11 +75,11 @@ def artifact_id(data: bytes) -> bytes:
     return hashlib.sha3_256(data).digest()
 
 
-def encode_whole(data: bytes) -> bytes:
+def encode_whole(data: bytes, level: int = ZSTD_LEVEL) -> bytes:
     """The stored form of ``data`` kept whole (compressed unless that makes it larger)."""
     if len(data) < MIN_COMPRESS_SIZE:
         return RAW + data
-    packed = _zc().compress(data)
+    packed = _zc(level).compress(data)
     if len(packed) >= len(data):
         return RAW + data
     return WHOLE + packed

@@ -105,12 +105,12 @@ class BulkWriter:
                     _, cid, data, m, nfiles, changed = op
                     if aw.has(cid) and ci.get(cid) is not None:
                         continue
-                    aw.add(data, cid)
+                    aw.add(data, cid, cards=True)
                     MANIFESTS.remember(cid, m)
                     branches.add(ci.index_checkin(cid, m, nfiles, changed).branch)
                     added += 1
                 elif kind == "control":
-                    aw.add(op[2], op[1])
+                    aw.add(op[2], op[1], cards=True)
                     ci.index_control(op[3])
             aw.verify_touched()
             if update_tips:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from herofossil.errors import ConflictError, InvalidPathError, NotFoundError, UsageError
 from herofossil.store import manifest as mf
-from herofossil.store.artifacts import ArtifactWriter
+from herofossil.store.artifacts import KNOWN, ArtifactWriter
 from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, PutArtifact, Rename
 from herofossil.store.checkins import MANIFESTS, Checkin, CheckinIndex
 from herofossil.store.paths import DIR_MARKER, is_under, normalize
@@ -275,13 +275,13 @@ def commit(
         baseline=baseline,
     )
     data = m.to_bytes()
-    cid, _ = aw.add(data)
+    cid, _ = aw.add(data, cards=True)
     for old, new, new_data in pending.replaced:
         aw.deltify(old, new, new_data=new_data)
     if full:  # the previous baseline becomes a reverse delta on the new one
         aw.deltify(bytes.fromhex(pm.baseline) if pm.baseline else parent, cid, new_data=data)
         if pm.baseline:  # the last delta-manifest of the cycle stays whole: compress it
-            aw.compress(parent)
+            aw.compress(parent, cards=True)
     else:
         # The next check-in turns this delta-manifest into a delta on its own:
         # compressing it now would be wasted (and so would decompressing it then).
@@ -289,9 +289,10 @@ def commit(
         # Consecutive delta-manifests share most of their cards; one that stays
         # whole (not worth a delta) is compressed.
         if pm.baseline and not aw.deltify(parent, cid, new_data=data):
-            aw.compress(parent)
+            aw.compress(parent, cards=True)
     record = ci.index_checkin(cid, m, nfiles, list(pending.cards))
     ci.set_tip(branch, cid, indexed=True)
     aw.verify_touched()
     MANIFESTS.remember(cid, m)
+    KNOWN.add(cid, data)
     return record

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 
+import pytest
+import zstandard
+
 import herofossil
+from herofossil import delta
 from herofossil.store import blobs
+from herofossil.store.artifacts import KnownContents
 from herofossil.store.changes import Put
 
 
@@ -224,3 +229,68 @@ def test_the_tip_delta_manifest_is_stored_uncompressed_until_its_successor(repo)
     assert kind(repo.checkin().id) == blobs.RAW  # the tip's, waiting for the next write
     assert repo.verify().ok
 
+
+
+def _edit_until_the_manifest_is_a_delta_on_a_known_one(repo):
+    """A tree where the next write turns the tip's delta-manifest (written by this
+    process, so its bytes are known) into a delta."""
+    repo.commit([Put(f"d/f{i:03d}", b"file %d\n" % i * 20) for i in range(100)])
+    repo.write("d/f000", b"first edit\n" * 20)
+    assert repo.checkin().baseline is not None
+
+
+def _corrupt_manifest_deltas(monkeypatch):
+    real = delta.create
+
+    def create(source, target):
+        d = real(source, target)
+        if target.startswith((b"B ", b"C ")):  # a manifest: reconstruct something else
+            d = real(source, target.replace(b"F d/", b"F e/", 1))
+        return d
+
+    monkeypatch.setattr(delta, "create", create)
+
+
+def test_a_manifest_delta_that_does_not_rebuild_its_known_bytes_is_refused(repo, monkeypatch):
+    _edit_until_the_manifest_is_a_delta_on_a_known_one(repo)
+    before = repo.checkin().id
+    _corrupt_manifest_deltas(monkeypatch)
+    with pytest.raises(herofossil.IntegrityError, match="did not verify"):
+        repo.write("d/f001", b"second edit\n" * 20)
+    monkeypatch.undo()
+    assert repo.checkin().id == before
+    assert repo.read("d/f001") == b"file 1\n" * 20
+    assert repo.verify().ok
+
+
+def test_a_compressed_form_that_does_not_decompress_to_its_bytes_is_refused(repo, monkeypatch):
+    repo.write("keep.txt", b"kept\n" * 50)
+    real = blobs.encode_whole
+    monkeypatch.setattr(blobs, "encode_whole",
+                        lambda data, level=blobs.ZSTD_LEVEL: real(data[:-1] + b"?", level))
+    with pytest.raises(herofossil.IntegrityError, match="did not verify"):
+        repo.write("new.txt", b"fresh content\n" * 50)
+    monkeypatch.undo()
+    assert sorted(repo.files()) == ["keep.txt"]
+    assert repo.verify().ok
+
+
+def test_known_contents_keep_the_newest_within_their_byte_budget():
+    known = KnownContents(max_bytes=1000)
+    known.add(b"too big", b"z" * 251)  # over a quarter of the budget: not kept
+    for key in (b"a", b"b", b"c", b"d"):
+        known.add(key, key * 250)
+    known.add(b"a", b"a" * 250)  # re-adding does not count twice: "a" is now the newest
+    assert all(known.get(k) == k * 250 for k in (b"a", b"b", b"c", b"d"))
+    known.add(b"e", b"e" * 10)  # over budget: the oldest goes
+    assert known.get(b"b") is None and known.get(b"too big") is None
+    assert known.get(b"a") == b"a" * 250 and known.get(b"e") == b"e" * 10
+
+
+def test_manifests_are_compressed_at_the_card_text_level(repo):
+    repo.commit([Put(f"d/f{i:04d}", b"%d" % i) for i in range(2000)])
+    stored = _stored(repo, repo.checkin().id)
+    assert stored[:1] == blobs.WHOLE
+    data = repo.artifact(repo.checkin().id)
+    assert len(stored) - 1 <= len(zstandard.ZstdCompressor(level=3).compress(data))
+    assert zstandard.ZstdDecompressor().decompress(stored[1:]) == data
