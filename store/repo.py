@@ -593,6 +593,13 @@ class Repo:
         """Remove an unversioned value (no error when absent)."""
         self._env.write(lambda txn: txn.delete(_meta_key(namespace, key), db=self._db["meta"]))
 
+    def meta_any(self, namespace: str) -> bool:
+        """True when ``namespace`` holds at least one unversioned value."""
+        start = _meta_key(namespace, "")
+        with self._read() as txn:
+            cur = txn.cursor(db=self._db["meta"])
+            return cur.set_range(start) and cur.key().startswith(start)
+
     def meta_items(self, namespace: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         """(key, value) of the unversioned values of ``namespace`` whose key starts with prefix."""
         start = _meta_key(namespace, prefix)

@@ -25,6 +25,10 @@ class MetaLockStorage(LockStorageDict):
     def close(self) -> None:
         self._dict = None
 
+    def has_locks(self) -> bool:
+        """True when any lock (even an expired one not purged yet) is stored."""
+        return self.repo.meta_any(NAMESPACE)
+
     def clear(self) -> None:
         for key in list(MetaMapping(self.repo, NAMESPACE)):
             self.repo.meta_delete(NAMESPACE, key)

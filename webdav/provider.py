@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from wsgidav.dav_provider import DAVProvider
 
+from herofossil.webdav import fastput
 from herofossil.webdav.auth import UserDB
 from herofossil.webdav.fs import RepoFS, status_fix
 from herofossil.webdav.noise import DEFAULT_PATTERNS, NoiseStore
@@ -24,6 +25,7 @@ class RepoProvider(DAVProvider):
         self.repo = repo
         self.readonly = readonly
         self.fs = RepoFS(self, repo, users or UserDB(), NoiseStore(repo, noise_patterns), readonly)
+        self.lock_gate = fastput.LockGate()
 
     def __repr__(self) -> str:
         return f"RepoProvider({self.repo.path!r})"
@@ -35,6 +37,14 @@ class RepoProvider(DAVProvider):
         return self.fs.resource(path, environ)
 
     def custom_request_handler(self, environ, start_response, default_handler):
-        if environ.get("REQUEST_METHOD") in ("COPY", "MOVE"):
+        method = environ.get("REQUEST_METHOD")
+        if method == "PUT":
+            answer = fastput.put(self, environ, start_response)
+            if answer is not None:
+                return answer
+        elif method == "LOCK":
+            with self.lock_gate.lock():
+                return default_handler(environ, start_response)
+        elif method in ("COPY", "MOVE"):
             start_response = status_fix(environ, start_response)
         return default_handler(environ, start_response)
