@@ -20,9 +20,9 @@ DEFAULT_BRANCH = "trunk"
 INDEXED = b"I"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Checkin:
-    """One check-in as the log shows it."""
+    """One check-in as the log shows it (shared between readers: never changed)."""
 
     id: str
     parents: list[str]
@@ -86,6 +86,27 @@ def _decode_record(cid: bytes, raw: bytes) -> Checkin:
         nfiles=nfiles,
         baseline=ids[nparents] if has_base else None,
     )
+
+
+class RecordCache:
+    """Decoded check-in records by id, checked against the stored bytes on each use."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._items: dict[bytes, tuple[bytes, Checkin]] = {}
+
+    def decode(self, cid: bytes, raw: bytes) -> Checkin:
+        hit = self._items.get(cid)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        rec = _decode_record(cid, raw)
+        if len(self._items) >= self.size:
+            self._items.clear()  # cheap, and the working set (a tip, its parent) refills at once
+        self._items[cid] = (bytes(raw), rec)
+        return rec
+
+
+RECORDS = RecordCache()
 
 
 class ManifestCache:
@@ -193,7 +214,7 @@ class CheckinIndex:
     # ---- reads
     def get(self, cid: bytes) -> Checkin | None:
         raw = self.txn.get(cid, db=self.dbs["checkin"])
-        return None if raw is None else _decode_record(cid, raw)
+        return None if raw is None else RECORDS.decode(cid, raw)
 
     def require(self, cid: bytes) -> Checkin:
         ci = self.get(cid)
@@ -300,12 +321,14 @@ class CheckinIndex:
         return n
 
     def index_checkin(
-        self, cid: bytes, m: mf.Manifest, nfiles: int, changed: list[str] | None
+        self, cid: bytes, m: mf.Manifest, nfiles: int, changed: list[str] | None,
+        when: float | None = None,
     ) -> Checkin:
         """Record check-in ``cid`` (manifest ``m``) in every local table but the tree.
 
         ``changed`` are the paths that differ from the primary parent (for the
-        path log); None skips the path log.
+        path log); None skips the path log. ``when``: ``m.date`` as a timestamp,
+        if the caller has it.
         """
         existing = self.get(cid)
         if existing is not None:
@@ -323,7 +346,8 @@ class CheckinIndex:
             for t in m.tags
             if t.name.startswith("sym-") and t.kind in "*+" and t.target == "*"
         )
-        when = mf.date_to_datetime(m.date).timestamp()
+        if when is None:
+            when = mf.date_to_datetime(m.date).timestamp()
         record = _encode_record(seq, when, nfiles, m.parents, m.baseline,
                                 (m.date, m.user, branch, m.comment, "\n".join(symtags)))
         self.txn.put(cid, record, db=self.dbs["checkin"])

@@ -193,6 +193,13 @@ class Repo:
             raise NotFoundError(f"{path}: no such file or folder" + (f" at {at}" if at else ""))
         return entry
 
+    def stat_each(self, paths: Iterable[str], at: str | None = None) -> list[Entry | None]:
+        """``stat`` of each path from one snapshot, None where nothing is."""
+        paths = [normalize(p, allow_root=True) for p in paths]
+        with self._read() as txn:
+            view = self._view(txn, at)
+            return [view.get(p) for p in paths]
+
     def exists(self, path: str, at: str | None = None) -> bool:
         """True when ``path`` is a file or folder at ``at``."""
         try:

@@ -243,7 +243,8 @@ def commit(
         if parent != tip or not ci.indexed(branch):
             fill_tree(tree, aw, MANIFESTS.files(aw, parent), prec.time)
     date = _next_date(prec)
-    pending = _Pending(tree, aw, mf.date_to_datetime(date).timestamp())
+    when = mf.date_to_datetime(date).timestamp()
+    pending = _Pending(tree, aw, when)
     for change in changes:
         pending.apply(change)
     if not pending.cards and not merge_parents and not tags and not allow_empty:
@@ -290,7 +291,7 @@ def commit(
         # whole (not worth a delta) is compressed.
         if pm.baseline and not aw.deltify(parent, cid, new_data=data):
             aw.compress(parent, cards=True)
-    record = ci.index_checkin(cid, m, nfiles, list(pending.cards))
+    record = ci.index_checkin(cid, m, nfiles, list(pending.cards), when)
     ci.set_tip(branch, cid, indexed=True)
     aw.verify_touched()
     MANIFESTS.remember(cid, m)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from contextlib import contextmanager
+from email.utils import formatdate
 from urllib.parse import quote
 
-from wsgidav import util
 from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
 
 from herofossil import errors
@@ -79,19 +80,29 @@ class LockGate:
                 self._cond.notify_all()
 
 
+_date = (0, "")
+
+
+def http_date() -> str:
+    """Now as an HTTP date (formatted once per second: it is not cheap)."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True))
+    return _date[1]
+
+
 def _target(fs, loc: routes.Location) -> bool | None:
     """True when a file is at ``loc``, False when its folder exists and nothing is
     there; None when the generic handler must answer (a folder, no folder, a bad path)."""
-    repo = fs.repo
     parent = loc.path.rpartition("/")[0]
     try:
-        if parent and not repo.stat(parent, at=loc.at).is_dir:
-            return None
-        return not repo.stat(loc.path, at=loc.at).is_dir or None
-    except errors.NotFoundError:
-        return None if parent and not repo.exists(parent, at=loc.at) else False
+        folder, entry = fs.repo.stat_each([parent, loc.path], at=loc.at)
     except errors.HeroFossilError:
         return None
+    if folder is None or not folder.is_dir or (entry is not None and entry.is_dir):
+        return None
+    return entry is not None
 
 
 def _body(environ: dict, length: int) -> bytes:
@@ -143,6 +154,6 @@ def put(provider, environ: dict, start_response):
     # No status page for 201 (wsgidav renders one): the headers say it all.
     start_response(
         "204 No Content" if existed else "201 Created",
-        [("Content-Length", "0"), ("Date", util.get_rfc1123_time()), ("ETag", f'"{etag}"')],
+        [("Content-Length", "0"), ("Date", http_date()), ("ETag", f'"{etag}"')],
     )
     return [b""]
