@@ -147,7 +147,8 @@ def datetime_to_date(dt: datetime) -> str:
     """Format ``dt`` as Fossil does: UTC ``YYYY-MM-DDTHH:MM:SS.SSS``; naive means UTC."""
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}"
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+            f"{dt.second:02d}.{dt.microsecond // 1000:03d}")
 
 
 def date_now() -> str:

@@ -260,9 +260,9 @@ def commit(
         baseline, cards = parent.hex(), {}
     cards.update(pending.cards)
     full = len(cards) > delta_limit(nfiles)
-    if full:  # the parent's files with this check-in's changes (cards reused, not rebuilt)
-        files = list(mf.overlay_cards(dict(MANIFESTS.files(aw, parent)),
-                                      pending.cards.values()).values())
+    if full:  # the baseline's files with the parent's and this check-in's changes
+        base = MANIFESTS.baseline(aw, bytes.fromhex(baseline)) if pm.baseline else pm
+        files = list(mf.overlay_cards({c.name: c for c in base.files}, cards.values()).values())
         baseline = None
     else:
         files = list(cards.values())
