@@ -227,6 +227,8 @@ class ArtifactWriter(BlobReader):
             return False
         if old_data is None:
             old_data = self.known(old) or self.content(old)
+        if len(old_data) < blobs.MIN_DELTA_SIZE:  # never worth it (see _worth_it)
+            return False
         if new_data is None:
             new_data = blobs.decode_whole(self.stored(new), new)
         d = delta.create(new_data, old_data)
@@ -248,6 +250,8 @@ class ArtifactWriter(BlobReader):
             return False
         if new_data is None:
             new_data = blobs.decode_whole(new_stored, new)
+        if len(new_data) < blobs.MIN_DELTA_SIZE:
+            return False
         d = delta.create(self.content(old), new_data)
         stored = blobs.encode_delta(old, d)
         if not self._worth_it(d, new_data, stored, new_stored):
