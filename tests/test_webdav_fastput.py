@@ -106,24 +106,22 @@ def test_a_conditional_put_takes_the_generic_path_and_keeps_its_412(dav, store):
     assert dav.call("GET", "/d/c.txt")[2] == b"v1"
 
 
-def test_lock_gate_makes_a_lock_wait_for_puts_in_flight_and_puts_wait_for_a_lock():
+def test_lock_gate_makes_a_lock_wait_for_puts_in_flight_and_later_puts_wait_for_it():
     gate, order = LockGate(), []
     with gate.put():
-        locker = threading.Thread(target=lambda: _hold(gate.lock(), order, "lock"))
+        locker = threading.Thread(target=_hold, args=(gate.lock(), order, "lock", 0.05))
         locker.start()
-        time.sleep(0.05)
+        time.sleep(0.05)  # the LOCK now waits for this PUT
+        putter = threading.Thread(target=_hold, args=(gate.put(), order, "later put"))
+        putter.start()
+        time.sleep(0.05)  # and the later PUT waits for the LOCK
         order.append("put done")
     locker.join(5)
-    assert order == ["put done", "lock"]
-    with gate.lock():
-        putter = threading.Thread(target=lambda: _hold(gate.put(), order, "put"))
-        putter.start()
-        time.sleep(0.05)
-        order.append("lock done")
     putter.join(5)
-    assert order[2:] == ["lock done", "put"]
+    assert order == ["put done", "lock", "later put"]
 
 
-def _hold(ctx, order, name):
+def _hold(ctx, order, name, seconds=0.0):
     with ctx:
         order.append(name)
+        time.sleep(seconds)

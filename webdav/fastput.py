@@ -45,18 +45,21 @@ class LockGate:
     """Keeps a LOCK from being granted between a fast PUT's lock check and its commit.
 
     Fast PUTs share the gate; a LOCK request holds it alone (wsgidav's own
-    guard, which the fast path skips, does the same for its PUTs).
+    guard, which the fast path skips, does the same for its PUTs). A waiting
+    LOCK goes before PUTs that arrive after it, so a stream of PUTs cannot
+    starve it.
     """
 
     def __init__(self):
         self._cond = threading.Condition()
         self._puts = 0
+        self._locks_waiting = 0
         self._locking = False
 
     @contextmanager
     def put(self):
         with self._cond:
-            while self._locking:
+            while self._locking or self._locks_waiting:
                 self._cond.wait()
             self._puts += 1
         try:
@@ -69,8 +72,12 @@ class LockGate:
     @contextmanager
     def lock(self):
         with self._cond:
-            while self._locking or self._puts:
-                self._cond.wait()
+            self._locks_waiting += 1
+            try:
+                while self._locking or self._puts:
+                    self._cond.wait()
+            finally:
+                self._locks_waiting -= 1
             self._locking = True
         try:
             yield
