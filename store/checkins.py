@@ -100,10 +100,14 @@ class RecordCache:
         if hit is not None and hit[0] == raw:
             return hit[1]
         rec = _decode_record(cid, raw)
+        self.remember(cid, raw, rec)
+        return rec
+
+    def remember(self, cid: bytes, raw: bytes, rec: Checkin) -> None:
+        """Keep ``rec``, the decoded form of record ``raw``."""
         if len(self._items) >= self.size:
             self._items.clear()  # cheap, and the working set (a tip, its parent) refills at once
-        self._items[cid] = (bytes(raw), rec)
-        return rec
+        self._items[cid] = (raw, rec)
 
 
 RECORDS = RecordCache()
@@ -367,9 +371,12 @@ class CheckinIndex:
             sk = pack_u64(seq)
             for path in changed:
                 self.txn.put(path.encode() + b"\0" + sk, b"", db=self.dbs["pathlog"])
-        return Checkin(id=cid.hex(), parents=list(m.parents), date=m.date, time=when,
-                       user=m.user, comment=m.comment, branch=branch, seq=seq, tags=symtags,
-                       nfiles=nfiles, baseline=m.baseline)
+        result = Checkin(id=cid.hex(), parents=list(m.parents), date=m.date, time=when,
+                         user=m.user, comment=m.comment, branch=branch, seq=seq, tags=symtags,
+                         nfiles=nfiles, baseline=m.baseline)
+        if all(h == h.lower() for h in (*m.parents, m.baseline or "")):  # as decoding gives
+            RECORDS.remember(cid, record, result)
+        return result
 
     def index_control(self, ctl: mf.ControlArtifact) -> None:
         """Apply the sym-tag changes of a control artifact."""

@@ -193,12 +193,13 @@ class _Pending:
         self.put(path + "/" + DIR_MARKER, aid, "", 0)
 
 
-def _next_date(parent: Checkin | None) -> str:
-    """Now, in Fossil's millisecond format, and always after the parent's date."""
+def _next_date(parent: Checkin | None) -> tuple[str, float]:
+    """Now, in Fossil's millisecond format and as a timestamp, always after the parent's."""
     ms = int(time.time() * 1000)
     if parent is not None:
         ms = max(ms, round(parent.time * 1000) + 1)
-    return mf.datetime_to_date(datetime.fromtimestamp(ms / 1000, UTC))
+    when = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+    return mf.datetime_to_date(when), when.timestamp()
 
 
 def commit(
@@ -242,8 +243,7 @@ def commit(
         prec = ci.require(parent)
         if parent != tip or not ci.indexed(branch):
             fill_tree(tree, aw, MANIFESTS.files(aw, parent), prec.time)
-    date = _next_date(prec)
-    when = mf.date_to_datetime(date).timestamp()
+    date, when = _next_date(prec)
     pending = _Pending(tree, aw, when)
     for change in changes:
         pending.apply(change)

@@ -12,6 +12,8 @@ from herofossil import delta
 from herofossil.store import blobs
 from herofossil.store.artifacts import KnownContents
 from herofossil.store.changes import Put
+from herofossil.store.checkins import RECORDS, _decode_record
+from herofossil.store.manifest import date_to_datetime
 
 
 def _stored(repo, aid_hex):
@@ -294,3 +296,16 @@ def test_manifests_are_compressed_at_the_card_text_level(repo):
     data = repo.artifact(repo.checkin().id)
     assert len(stored) - 1 <= len(zstandard.ZstdCompressor(level=3).compress(data))
     assert zstandard.ZstdDecompressor().decompress(stored[1:]) == data
+
+
+def test_check_in_records_cached_at_write_time_equal_their_decoded_form(repo):
+    RECORDS._items.clear()
+    written = [repo.write(f"f{i}", b"content %d\n" % i) for i in range(5)]
+    with repo._env.read() as txn:
+        for rec in written:
+            cid = bytes.fromhex(rec.id)
+            raw = txn.get(cid, db=repo._env.db["checkin"])
+            cached = RECORDS._items[cid]
+            assert cached[0] == raw
+            assert cached[1] == _decode_record(cid, raw) == rec
+            assert rec.time == date_to_datetime(rec.date).timestamp()
