@@ -125,13 +125,18 @@ class Tree:
         elif raw[:1] == b"F":
             raise InvalidPathError(f"{directory!r} is a file, so it cannot hold other files")
 
-    def put(self, path: str, perm: str, size: int, mtime: float, aid: bytes) -> None:
+    def put(self, path: str, perm: str, size: int, mtime: float, aid: bytes,
+            exists: bool | None = None) -> None:
+        """Write file ``path``. ``exists``: whether a file is there, if the caller knows."""
         key = tree_key(self.branch, path)
-        raw = self.txn.get(key, db=self.db)
-        if raw is not None and raw[:1] == b"D":
-            raise InvalidPathError(f"{path!r} is a directory, so it cannot be written as a file")
-        parent = split(path)[0]
-        if raw is None:
+        if exists is None:
+            raw = self.txn.get(key, db=self.db)
+            if raw is not None and raw[:1] == b"D":
+                raise InvalidPathError(f"{path!r} is a directory, so it cannot be written as "
+                                       "a file")
+            exists = raw is not None
+        if not exists:
+            parent = split(path)[0]
             self._ensure_dir(parent, mtime)
             self._bump(parent, 1, mtime)
         self.txn.put(key, encode_file(perm, size, mtime, aid), db=self.db)

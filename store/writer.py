@@ -81,11 +81,16 @@ class _Pending:
         self.replaced: list[tuple[bytes, bytes, bytes]] = []
         self.nfiles_delta = 0
 
-    def put(self, path: str, aid: bytes, perm: str, size: int) -> None:
-        old = self.tree.file_id(path)
-        if old == aid and self.tree.get(path).perm == perm:
+    def put(self, path: str, aid: bytes, perm: str, size: int, entry=None) -> None:
+        """Put file ``aid`` at ``path``; ``entry``: what is there, if the caller looked."""
+        if entry is None:
+            entry = self.tree.get(path)
+        if entry is not None and entry.is_dir:  # Tree.put refuses it
+            self.tree.put(path, perm, size, self.mtime, aid)
+        old = None if entry is None else bytes.fromhex(entry.id)
+        if old == aid and entry.perm == perm:
             return
-        self.tree.put(path, perm, size, self.mtime, aid)
+        self.tree.put(path, perm, size, self.mtime, aid, exists=entry is not None)
         self.cards[path] = mf.FileCard(path, aid.hex(), perm)
         if old is None:
             self.nfiles_delta += 1
@@ -123,7 +128,7 @@ class _Pending:
         aid, added = self.aw.add(data)
         if added and current is not None:
             self.replaced.append((current, aid, data))
-        self.put(path, aid, perm, len(data))
+        self.put(path, aid, perm, len(data), entry)
 
     def _put_artifact(self, ch: PutArtifact) -> None:
         path = normalize(ch.path)

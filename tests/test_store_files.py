@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import herofossil
-from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, Rename
+from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, PutArtifact, Rename
 
 
 def test_write_then_read_returns_same_bytes(repo):
@@ -188,3 +188,15 @@ def test_open_artifact_seeks_forward_and_back(repo):
         stream.seek(5)
         assert stream.read(5) == data[5:10]
         assert stream.seek(0, 2) == len(data)
+
+
+def test_no_change_puts_a_file_where_a_folder_is(repo):
+    repo.write("a.txt", b"x")
+    repo.write("d/b.txt", b"y")
+    before = repo.checkin().id
+    aid = repo.stat("a.txt").id
+    for change in (Put("d", b"z"), PutArtifact("d", aid), Rename("a.txt", "d", None, True)):
+        with pytest.raises((herofossil.InvalidPathError, herofossil.ConflictError)):
+            repo.commit([change])
+    assert repo.checkin().id == before
+    assert repo.stat("d").is_dir and repo.read("d/b.txt") == b"y"
