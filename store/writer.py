@@ -85,8 +85,8 @@ class _Pending:
         """Put file ``aid`` at ``path``; ``entry``: what is there, if the caller looked."""
         if entry is None:
             entry = self.tree.get(path)
-        if entry is not None and entry.is_dir:  # Tree.put refuses it
-            self.tree.put(path, perm, size, self.mtime, aid)
+        if entry is not None and entry.is_dir:
+            raise InvalidPathError(f"{path!r} is a directory, so it cannot be written as a file")
         old = None if entry is None else bytes.fromhex(entry.id)
         if old == aid and entry.perm == perm:
             return
