@@ -233,7 +233,7 @@ class Durability:
         records = [body for _txnid, body in self.wal.records(ck)]
         while True:
             try:
-                with self.store.env.begin(write=True) as txn:
+                with self.store.begin_write() as txn:
                     for body in records:
                         replay(txn, handles, decode_ops(body))
                 break

@@ -177,13 +177,7 @@ class StoreEnv:
         except lmdb.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         self.env.reader_check()
-        while True:
-            try:
-                txn = self.env.begin(write=True)
-                break
-            except lmdb.MapResizedError:
-                self._adopt_map_size()
-        with txn:
+        with self.begin_write() as txn:
             # Updated in place: every Repo of this process holds this same dict.
             self.db.update({name: self.env.open_db(name.encode(), txn=txn)
                             for name in ALL_TABLES})
@@ -248,11 +242,7 @@ class StoreEnv:
         """Run ``batch`` in one write transaction and one durable commit; settle each job."""
         try:
             while True:
-                try:
-                    txn = self.env.begin(write=True)
-                except lmdb.MapResizedError:
-                    self._adopt_map_size()
-                    continue
+                txn = self.begin_write()
                 try:
                     log = LoggedTxn(txn, self._tables, WAL_MAX_RECORD)
                     if len(batch) == 1:

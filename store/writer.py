@@ -25,6 +25,7 @@ from herofossil.store.paths import DIR_MARKER, is_under, normalize
 from herofossil.store.tree import Tree
 
 PERMS = ("", "x", "l")
+_NOT_LOOKED_UP = object()
 
 
 def delta_limit(nfiles: int) -> int:
@@ -81,9 +82,10 @@ class _Pending:
         self.replaced: list[tuple[bytes, bytes, bytes]] = []
         self.nfiles_delta = 0
 
-    def put(self, path: str, aid: bytes, perm: str, size: int, entry=None) -> None:
-        """Put file ``aid`` at ``path``; ``entry``: what is there, if the caller looked."""
-        if entry is None:
+    def put(self, path: str, aid: bytes, perm: str, size: int, entry=_NOT_LOOKED_UP) -> None:
+        """Put file ``aid`` at ``path``; ``entry``: what is there (None: nothing), if the
+        caller looked."""
+        if entry is _NOT_LOOKED_UP:
             entry = self.tree.get(path)
         if entry is not None and entry.is_dir:
             raise InvalidPathError(f"{path!r} is a directory, so it cannot be written as a file")
