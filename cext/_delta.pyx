@@ -124,9 +124,13 @@ cdef inline Py_ssize_t _match_forward(
 cdef Py_ssize_t _create(
     const unsigned char* src, Py_ssize_t len_src,
     const unsigned char* out, Py_ssize_t len_out,
-    char* z, int* collide,
+    char* z, int* collide, int64_t budget,
 ) noexcept nogil:
-    """Write the delta into ``z`` (len_out + 64 bytes); return its length."""
+    """Write the delta into ``z`` (len_out + 64 bytes); return its length.
+
+    ``budget`` caps the candidate blocks tried over the whole target (-1: no
+    cap); past it the encoder gives up and returns -1.
+    """
     cdef char* z0 = z
     cdef const signed char* ssrc = <const signed char*>src
     cdef const signed char* sout = <const signed char*>out
@@ -190,6 +194,10 @@ cdef Py_ssize_t _create(
             tries = SEARCH_LIMIT
             while block >= 0 and tries > 0:
                 tries -= 1
+                if budget >= 0:
+                    budget -= 1
+                    if budget < 0:
+                        return -1
                 i_src = <Py_ssize_t>block * NHASH
                 y = base + i
                 lim = len_src - i_src
@@ -246,8 +254,13 @@ cdef Py_ssize_t _create(
     return z + 1 - z0
 
 
-def create(const unsigned char[::1] source, const unsigned char[::1] target) -> bytes:
-    """Return a delta that carries ``source`` into ``target`` (identical to Fossil's)."""
+def create(const unsigned char[::1] source, const unsigned char[::1] target,
+           int64_t budget=-1):
+    """Return a delta that carries ``source`` into ``target`` (identical to Fossil's).
+
+    With ``budget`` >= 0, give up (return None) once that many candidate source
+    blocks have been tried: the cost of an unrelated pair stays bounded.
+    """
     cdef Py_ssize_t len_src = source.shape[0], len_out = target.shape[0], n
     cdef const unsigned char* src = _ptr(source)
     cdef const unsigned char* out = _ptr(target)
@@ -268,7 +281,9 @@ def create(const unsigned char[::1] source, const unsigned char[::1] target) -> 
         memset(collide, 0xFF, table_bytes)
     try:
         with nogil:
-            n = _create(src, len_src, out, len_out, buf, collide)
+            n = _create(src, len_src, out, len_out, buf, collide, budget)
+        if n < 0:
+            return None
         return PyBytes_FromStringAndSize(buf, n)
     finally:
         free(collide)
@@ -375,3 +390,91 @@ def apply(const unsigned char[::1] source, const unsigned char[::1] delta) -> by
         else:
             raise ValueError(f"unknown delta operator {bytes([op])!r} at offset {pos - 1}")
     raise ValueError("delta truncated: no terminating checksum")
+
+
+cdef enum:
+    WINDOW = 32            # bytes of the rolling hash that picks anchors
+    ANCHOR_BITS = 8        # one position in 2**ANCHOR_BITS is an anchor
+    REGIONS = 64           # target regions sampled by ``similarity``
+
+cdef uint64_t MULT = 0x100000001B3
+cdef uint64_t MIX = 0xFF51AFD7ED558CCD
+
+
+cdef inline uint64_t _mix(uint64_t h) noexcept nogil:
+    h ^= h >> 33
+    h *= MIX
+    h ^= h >> 33
+    return h
+
+
+cdef Py_ssize_t _anchors(const unsigned char* z, Py_ssize_t n, uint64_t* table, uint64_t mask,
+                         bint insert, Py_ssize_t* found, Py_ssize_t* filled) noexcept nogil:
+    """Anchors of ``z`` (content-defined positions of a rolling hash): inserted into the
+    open-addressing ``table``, or looked up (``found`` counts hits); returns how many."""
+    cdef uint64_t h = 0, top = 1, m, slot
+    cdef Py_ssize_t i, count = 0
+    if n < WINDOW:
+        return 0
+    for i in range(WINDOW - 1):
+        top *= MULT
+    for i in range(WINDOW):
+        h = h * MULT + z[i]
+    i = WINDOW
+    while True:
+        m = _mix(h) | 1  # 0 marks an empty slot
+        if (m >> (64 - ANCHOR_BITS)) == 0:
+            count += 1
+            slot = m & mask
+            while table[slot] != 0 and table[slot] != m:
+                slot = (slot + 1) & mask
+            if insert:
+                if table[slot] == 0 and filled[0] * 2 < <Py_ssize_t>mask:
+                    table[slot] = m
+                    filled[0] += 1
+            elif table[slot] == m:
+                found[0] += 1
+        if i >= n:
+            break
+        h = (h - z[i - WINDOW] * top) * MULT + z[i]
+        i += 1
+    return count
+
+
+def similarity(const unsigned char[::1] source, const unsigned char[::1] target,
+               Py_ssize_t sample=1 << 22):
+    """(anchors of ``target`` looked at, how many of them are in ``source``).
+
+    Anchors are the positions where a rolling hash of the last 32 bytes has its
+    top 8 bits clear, so the same content has the same anchors wherever it
+    sits. Every anchor of ``source`` is indexed (one linear pass); ``target``
+    is read whole up to ``sample`` bytes, else in 64 evenly spread regions of
+    ``sample / 64`` bytes. The cost is linear in the source and bounded in the
+    target, whatever the content.
+    """
+    cdef Py_ssize_t len_src = source.shape[0], len_out = target.shape[0]
+    cdef Py_ssize_t slots = 1024, found = 0, filled = 0, looked = 0, r, start, step, size
+    cdef const unsigned char* src = _ptr(source)
+    cdef const unsigned char* out = _ptr(target)
+    cdef uint64_t* table
+    while slots < 4 * (len_src >> ANCHOR_BITS) and slots < (1 << 26):
+        slots <<= 1
+    table = <uint64_t*>malloc(slots * sizeof(uint64_t))
+    if table == NULL:
+        raise MemoryError()
+    memset(table, 0, slots * sizeof(uint64_t))
+    try:
+        with nogil:
+            _anchors(src, len_src, table, slots - 1, True, &found, &filled)
+            if len_out <= sample:
+                looked = _anchors(out, len_out, table, slots - 1, False, &found, &filled)
+            else:
+                size = sample // REGIONS
+                step = (len_out - size) // (REGIONS - 1)
+                for r in range(REGIONS):
+                    start = r * step
+                    looked += _anchors(out + start, size, table, slots - 1, False, &found,
+                                       &filled)
+        return looked, found
+    finally:
+        free(table)

@@ -30,10 +30,10 @@ class CythonCodec:
     def __init__(self, kernel: ModuleType):
         self._kernel = kernel
 
-    def create(self, source: bytes, target: bytes) -> bytes:
-        """Return a delta that carries ``source`` into ``target``."""
+    def create(self, source: bytes, target: bytes, budget: int = -1) -> bytes | None:
+        """Return a delta that carries ``source`` into ``target``; None past ``budget``."""
         try:
-            return self._kernel.create(source, target)
+            return self._kernel.create(source, target, budget)
         except ValueError as e:
             raise DeltaError(str(e)) from None
 
@@ -63,9 +63,16 @@ if _cdelta is not None:
 _codec = IMPLEMENTATIONS.get("cython", reference)
 
 
-def create(source: bytes, target: bytes) -> bytes:
-    """Return a Fossil-format delta that carries ``source`` into ``target``."""
-    return _codec.create(source, target)
+def create(source: bytes, target: bytes, budget: int | None = None) -> bytes | None:
+    """Return a Fossil-format delta that carries ``source`` into ``target``.
+
+    With ``budget``, give up (return None) once that many candidate source
+    blocks were tried; the delta, when there is one, is the same. The
+    reference codec has no budget: it always completes.
+    """
+    if budget is None or _codec is reference:
+        return _codec.create(source, target)
+    return _codec.create(source, target, budget)
 
 
 def apply(source: bytes, delta: bytes) -> bytes:

@@ -85,6 +85,15 @@ def fossil_branch(ref: str, default_ref: str | None) -> str:
     return name + "-git" if name in (DEFAULT_BRANCH, "tip") else name
 
 
+def name_default(repo, default_ref: str | None) -> None:
+    """Let Git's name of its default branch (e.g. ``main``) stand for trunk."""
+    if not default_ref:
+        return
+    name = default_ref.removeprefix("refs/heads/")
+    if name != DEFAULT_BRANCH and repo.branch_aliases().get(name) != DEFAULT_BRANCH:
+        repo.set_branch_alias(name, DEFAULT_BRANCH)
+
+
 def _default_ref(gitdir: str, branch_refs: list[str]) -> str | None:
     head = gitproc.head_ref(gitdir)
     if head in branch_refs:
@@ -448,6 +457,7 @@ class Importer:
                     self.on_commit(n, item.sha)
             self._record_refs(refs, default_ref)
             self._checkpoint(frontier, touched)
+            name_default(self.repo, default_ref)
             self.index.delete("pending")
         finally:
             if stream is not None:

@@ -194,6 +194,9 @@ class GitIndex:
             self.put("r/" + name, rec.dumps())
         if head:
             self.put("head", head.encode())
+            from herofossil.gitimport.importer import name_default
+
+            name_default(self.repo, head)
         frontier = {s for c, s in shas.items() if c not in parents}
         self.put("frontier", json.dumps(sorted(frontier)).encode())
         self.mark()

@@ -8,7 +8,7 @@ from herofossil.errors import IntegrityError, UsageError
 from herofossil.store import artifactdir
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader, artifact_id
-from herofossil.store.maintenance import Progress, _quiet, rebuild_txn
+from herofossil.store.crosslink import Progress, _quiet, crosslink
 
 
 def export_artifacts(env, dest: str, progress: Progress = _quiet, prefix_len: int = 2) -> int:
@@ -28,10 +28,11 @@ def export_artifacts(env, dest: str, progress: Progress = _quiet, prefix_len: in
 
 
 def import_artifacts(env, src: str, progress: Progress = _quiet) -> int:
-    """Add every artifact file under ``src`` (hash-verified), then re-derive local state.
+    """Add every artifact file under ``src`` (hash-verified) and index what is new.
 
-    Returns how many artifacts were new. One transaction: on any bad file,
-    nothing is added.
+    What arrives is stored as local writes are: older versions become reverse
+    deltas on newer ones (``crosslink`` with ``deltify``). Returns how many
+    artifacts were new. One transaction: on any bad file, nothing is added.
     """
     if not os.path.isdir(src):
         raise UsageError(f"{src} is not a directory")
@@ -39,7 +40,7 @@ def import_artifacts(env, src: str, progress: Progress = _quiet) -> int:
 
     def txn_fn(txn):
         aw = ArtifactWriter(txn, env.db)
-        added = 0
+        new: list[bytes] = []
         for n, (name, path) in enumerate(files, 1):
             if len(name) != 64:
                 raise UsageError(
@@ -51,11 +52,11 @@ def import_artifacts(env, src: str, progress: Progress = _quiet) -> int:
             aid = artifact_id(data)
             if aid.hex() != name:
                 raise IntegrityError(f"{path}: content hashes to {aid.hex()}, not its name")
-            added += aw.add(data)[1]
+            if aw.add(data, aid)[1]:
+                new.append(aid)
             if n % 256 == 0:
                 progress("import artifacts", n, len(files))
-        aw.verify_touched()
-        rebuild_txn(txn, env.db, progress)
-        return added
+        crosslink(txn, env.db, new, aw=aw, deltify=True, progress=progress)
+        return len(new)
 
     return env.write(txn_fn)

@@ -6,9 +6,9 @@ import struct
 import threading
 from collections import OrderedDict
 
-from herofossil import delta
+from herofossil.delta import policy as delta_policy
 from herofossil.errors import IntegrityError
-from herofossil.store import blobs
+from herofossil.store import blobs, lmdbenv
 from herofossil.store.blobs import BlobReader, artifact_id, pack_u64, unpack_u64
 
 _CHAIN = struct.Struct("<H")
@@ -75,6 +75,8 @@ class ArtifactWriter(BlobReader):
         # Bytes hashed in this transaction, by id: re-verification compares against them.
         self.hashed: dict[bytes, bytes] = {}
         self._hashed_room = HASHED_LIMIT
+        # Inside a store write, what this writer stored is re-verified before the commit.
+        lmdbenv.before_commit(self.verify_touched)
 
     def known(self, aid: bytes) -> bytes | None:
         """The bytes of ``aid`` if they were hashed in this transaction or are in ``KNOWN``."""
@@ -231,7 +233,9 @@ class ArtifactWriter(BlobReader):
             return False
         if new_data is None:
             new_data = blobs.decode_whole(self.stored(new), new)
-        d = delta.create(new_data, old_data)
+        d = delta_policy.create(new_data, old_data)
+        if d is None:
+            return False
         stored = blobs.encode_delta(new, d)
         # A delta being re-rooted is judged against its whole size: the gain is the sibling's.
         current = old_stored if blobs.is_whole(old_stored) else blobs.RAW + old_data
@@ -252,7 +256,9 @@ class ArtifactWriter(BlobReader):
             new_data = blobs.decode_whole(new_stored, new)
         if len(new_data) < blobs.MIN_DELTA_SIZE:
             return False
-        d = delta.create(self.content(old), new_data)
+        d = delta_policy.create(self.content(old), new_data)
+        if d is None:
+            return False
         stored = blobs.encode_delta(old, d)
         if not self._worth_it(d, new_data, stored, new_stored):
             return False

@@ -12,9 +12,7 @@ from __future__ import annotations
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader, artifact_id
-from herofossil.store.checkins import DEFAULT_BRANCH, MANIFESTS, CheckinIndex
-from herofossil.store.tree import Tree
-from herofossil.store.writer import fill_tree
+from herofossil.store.crosslink import crosslink
 
 
 class BulkWriter:
@@ -89,10 +87,10 @@ class BulkWriter:
 
         def txn_fn(txn):
             aw = ArtifactWriter(txn, self._db)
-            ci = CheckinIndex(txn, self._db)
-            branches = set()
-            added = 0
             batch_data: dict[bytes, bytes] = {}  # contents this batch holds anyway
+            new: list[bytes] = []
+            parsed: dict = {}
+            summaries: dict = {}
             for op in ops:
                 kind = op[0]
                 if kind == "blob":
@@ -103,20 +101,16 @@ class BulkWriter:
                                new_data=batch_data.get(op[2]))
                 elif kind == "checkin":
                     _, cid, data, m, nfiles, changed = op
-                    if aw.has(cid) and ci.get(cid) is not None:
-                        continue
                     aw.add(data, cid, cards=True)
-                    MANIFESTS.remember(cid, m)
-                    branches.add(ci.index_checkin(cid, m, nfiles, changed).branch)
-                    added += 1
+                    new.append(cid)
+                    parsed[cid], summaries[cid] = m, (nfiles, changed, None)
                 elif kind == "control":
                     aw.add(op[2], op[1], cards=True)
-                    ci.index_control(op[3])
-            aw.verify_touched()
-            if update_tips:
-                for branch in branches | self._branches:
-                    _update_tip(txn, self._db, aw, ci, branch)
-            return branches, added
+                    new.append(op[1])
+                    parsed[op[1]] = op[3]
+            linked = crosslink(txn, self._db, new, aw=aw, parsed=parsed, summaries=summaries,
+                               update_tips=update_tips, touch=self._branches)
+            return linked.branches, len(linked.checkins)
 
         branches, added = self._env.write(txn_fn)
         self.checkins_added += added
@@ -130,14 +124,3 @@ class BulkWriter:
         """Flush what is queued and bring every touched branch tip up to date."""
         self.flush(update_tips=True)
 
-
-def _update_tip(txn, db, aw: ArtifactWriter, ci: CheckinIndex, branch: str) -> None:
-    """Point ``branch`` at its newest leaf; keep a tree index only where one was kept."""
-    tip = ci.newest_leaf(branch)
-    indexed = ci.indexed(branch) or (ci.tip(branch) is None and branch == DEFAULT_BRANCH)
-    if ci.tip(branch) == tip and ci.indexed(branch) == indexed:
-        return
-    ci.set_tip(branch, tip, indexed=indexed)
-    if indexed:
-        fill_tree(Tree(txn, db["tree"], branch), aw, MANIFESTS.files(aw, tip),
-                  ci.require(tip).time)

@@ -23,27 +23,26 @@ local state (``rebuild`` regenerates it from ``blob``)
 outside the versioned tree, kept by ``rebuild``
     ``meta``     namespaced key -> value (WebDAV dead properties and locks, ...)
 
-LMDB commits without syncing; a write is durable when its call returns
-because its changes are in the synced write-ahead log (files ``wal`` and
-``checkpoint`` next to ``data.mdb``; see ``wal`` and ``durability``).
+A write is durable when LMDB's own synced commit returns, and by nothing
+else (see ``StoreEnv.write``). The folder holds LMDB's ``data.mdb`` and
+``lock.mdb`` and the marker file, which names the store's format.
 """
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import os
 import shutil
+import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import lmdb
 
-from herofossil.errors import StoreError
-from herofossil.store.durability import WAL_MAX_RECORD, Durability, restore_checkpoint
-from herofossil.store.txnlog import LoggedTxn
-from herofossil.store.wal import WriteAheadLog
+from herofossil.errors import IntegrityError, StoreError
+from herofossil.store import legacywal
 
 GLOBAL_TABLES = ("blob",)
 LOCAL_TABLES = (
@@ -64,13 +63,147 @@ LOCAL_TABLES = (
 KEPT_TABLES = ("meta",)
 ALL_TABLES = GLOBAL_TABLES + LOCAL_TABLES + KEPT_TABLES
 
-DEFAULT_MAP_SIZE = 1 << 30
+# LMDB reserves address space for the map, not disk: the file grows with the data.
+# A map that never needs to grow spares every thread the wait of a resize (see
+# ``MapGate``); 64 GiB leaves room for ~2,000 stores open in one 64-bit process.
+DEFAULT_MAP_SIZE = (64 << 30) if sys.maxsize > 2**32 else (1 << 30)
 MARKER = "herofossil-store"
+FORMAT = 1
+_MARKER_TEXT = f"herofossil store format {FORMAT}\n" \
+    "This directory is a herofossil store (LMDB). Use the herofossil command.\n"
+# What release 0.1 wrote (the same format, before the marker named it).
+_LEGACY_MARKER = "This directory is a herofossil store (LMDB). Use the herofossil command.\n"
+# How long a map resize waits for this process's open snapshots to end.
+RESIZE_WAIT = 10.0
 
 T = TypeVar("T")
 
 _open_envs: dict[str, StoreEnv] = {}
 _open_lock = threading.Lock()
+_checks = threading.local()  # .pending: the running write function's pre-commit checks
+
+
+def before_commit(check: Callable[[], None]) -> bool:
+    """Run ``check`` when the write function running in this thread returns, before its
+    changes are kept (its exception fails the write); False outside a write."""
+    pending = getattr(_checks, "pending", None)
+    if pending is None:
+        return False
+    pending.append(check)
+    return True
+
+
+def _run_checked(fn: Callable[[lmdb.Transaction], T], txn: lmdb.Transaction) -> T:
+    """``fn(txn)``, then the checks it registered with ``before_commit``."""
+    outer = getattr(_checks, "pending", None)
+    _checks.pending = checks = []
+    try:
+        result = fn(txn)
+        for check in checks:
+            check()
+        return result
+    finally:
+        _checks.pending = outer
+
+
+class MapGate:
+    """Lets the LMDB map be resized only while no transaction of this process is open.
+
+    py-lmdb ends every transaction and cursor of the environment on a resize,
+    and LMDB remaps the file, so a value still held from the old map would
+    point nowhere. Every transaction is opened through ``enter`` and closed
+    through ``leave``; ``exclusive`` waits until none is open (new ones wait
+    meanwhile, except in a thread that already holds one, which could not
+    otherwise finish).
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._open: dict[int, int] = {}  # thread id -> transactions it opened
+        self._count = 0
+        self._resizing = False
+
+    def enter(self) -> int:
+        """Count a transaction about to open; returns the id to pass to ``leave``."""
+        me = threading.get_ident()
+        with self._cond:
+            if not self._open.get(me):
+                while self._resizing:
+                    self._cond.wait()
+            self._open[me] = self._open.get(me, 0) + 1
+            self._count += 1
+        return me
+
+    def leave(self, owner: int) -> None:
+        """Count a transaction closed (``owner``: what ``enter`` returned)."""
+        with self._cond:
+            left = self._open[owner] - 1
+            if left:
+                self._open[owner] = left
+            else:
+                del self._open[owner]
+            self._count -= 1
+            if self._resizing and not self._count:
+                self._cond.notify_all()
+
+    def exclusive(self, action: Callable[[], None], what: str) -> None:
+        """Run ``action`` while no transaction of this process is open."""
+        me = threading.get_ident()
+        with self._cond:
+            if self._open.get(me):
+                raise StoreError(f"cannot {what} while this thread holds a read snapshot "
+                                 "of the store: close it and retry; nothing was written")
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            try:
+                deadline = time.monotonic() + RESIZE_WAIT
+                while self._count:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise StoreError(
+                            f"cannot {what}: {self._count} read snapshot(s) of the store stayed "
+                            f"open for {RESIZE_WAIT:.0f} s in this process; nothing was written: "
+                            "retry")
+                    self._cond.wait(left)
+                action()
+            finally:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class Snapshot:
+    """A read-only transaction, counted by the map gate (use as a context manager)."""
+
+    __slots__ = ("txn", "_gate", "_owner")
+
+    def __init__(self, env: StoreEnv, buffers: bool = False):
+        self._gate = env.gate
+        self._owner = env.gate.enter()
+        try:
+            self.txn = env._begin(buffers=buffers)
+        except BaseException:
+            self._gate.leave(self._owner)
+            raise
+
+    def __enter__(self) -> lmdb.Transaction:
+        return self.txn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+        if exc_type is not None and issubclass(exc_type, lmdb.Error):
+            # Reads fail this way only on a damaged data file (a bug aside).
+            raise IntegrityError(f"the store's data file is damaged ({exc}): run "
+                                 "'herofossil verify' for a report") from exc
+
+    def close(self) -> None:
+        """End the snapshot (idempotent)."""
+        if self._owner is not None:
+            owner, self._owner = self._owner, None
+            try:
+                self.txn.abort()
+            finally:
+                self._gate.leave(owner)
 
 
 class _WriteJob:
@@ -84,122 +217,237 @@ class _WriteJob:
         self.error: BaseException | None = None
         self.done = False
 
-    def run_nested(self, env: lmdb.Environment, parent: lmdb.Transaction,
-                   log: LoggedTxn) -> None:
-        """Run in a transaction nested in ``parent``: kept on success (its changes added
-        to ``log``), rolled back on error."""
+    def run_nested(self, env: lmdb.Environment, parent: lmdb.Transaction) -> None:
+        """Run in a transaction nested in ``parent``: kept on success, rolled back on error."""
         child = env.begin(write=True, parent=parent)
-        logged = log.child(child)
         try:
-            self.result = self.fn(logged)
+            self.result = _run_checked(self.fn, child)
             child.commit()
         except lmdb.MapFullError:
             child.abort()
             raise
+        except lmdb.Error as exc:
+            child.abort()
+            self.error = _store_error(exc, "write")
         except Exception as exc:
             child.abort()
             self.error = exc
-            return
-        log.adopt(logged)
+
+
+def _store_error(exc: lmdb.Error, what: str, path: str | None = None) -> StoreError:
+    """A StoreError that says which LMDB step failed and that nothing was written."""
+    reason = str(exc).partition(": ")[2] or str(exc)
+    if path is not None and "Input/output error" in reason:
+        reason += _space_hint(path)
+    err = StoreError(f"the store could not {what}: {reason}; nothing of this write was kept",
+                     store=path)
+    err.__cause__ = exc
+    return err
+
+
+def _space_hint(path: str) -> str:
+    """Why a write may have failed: LMDB reports a short write (full disk, file-size
+    limit) as an I/O error."""
+    try:
+        st = os.statvfs(path)
+        if st.f_bavail * st.f_frsize < (64 << 20):
+            return f" (the disk holding the store has {st.f_bavail * st.f_frsize >> 20} MiB free)"
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            return f" (this process may write files of at most {limit} bytes)"
+    except (OSError, ValueError):
+        pass
+    return ""
 
 
 class StoreEnv:
     """One LMDB environment with the store's tables; shared by every Repo of a process."""
 
-    def __init__(self, path: str, map_size: int):
+    def __init__(self, path: str, map_size: int, readonly: bool = False):
         self.path = path
         self.map_size = map_size
+        self.readonly = readonly
+        self.locked_readers = True  # False: opened without LMDB's reader table (see below)
         # Every process holds a shared flock on the marker while it has the store
         # open; ``compact`` needs it exclusive (no other user) to swap the file.
         self._lockfd = os.open(os.path.join(path, MARKER), os.O_RDONLY)
-        try:  # alone with the store: the moment to recover it (see ``_open_lmdb``)
-            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            alone = True
-        except BlockingIOError:
-            fcntl.flock(self._lockfd, fcntl.LOCK_SH)
-            alone = False
+        self.gate = MapGate()
         self.write_lock = threading.Lock()
         self._queued = threading.Condition()
         self._queue: list[_WriteJob] = []
         self._leading = False
         self.commits = 0  # durable write transactions this process has committed
         self.db: dict = {}
-        self.durability: Durability | None = None
-        self.datafd = -1
+        self.env = None
         try:
-            self._open_lmdb(recover=alone)
+            _check_marker(path)
+            if legacywal.present(path):
+                if readonly:
+                    raise StoreError(f"{path} still holds the write-ahead log of herofossil 0.1: "
+                                     "open it once where you may write to it")
+                self._settle_legacy_log()
+            fcntl.flock(self._lockfd, fcntl.LOCK_SH)
+            self._open_lmdb()
         except BaseException:
-            self._close_files()
+            if self.env is not None:
+                self.env.close()
+            os.close(self._lockfd)
             raise
         self.refs = 0
 
-    def _open_lmdb(self, recover: bool = False) -> None:
-        """Open LMDB. ``recover`` (the marker locked exclusive: no other process has
-        the store open): first put the store back at its checkpoint if later commits
-        may not be on disk, and replay the log (see ``wal``); then share the lock."""
+    def _settle_legacy_log(self) -> None:
+        """Release 0.1's log files: settle them alone with the store (``legacywal``)."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not legacywal.present(self.path):
+                    return  # settled by the process that had the store open
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{self.path} is open in a process of herofossil 0.1 (it keeps a "
+                        "write-ahead log): stop that process, then open the store again"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            if legacywal.present(self.path):
+                legacywal.settle(self.path, os.sysconf("SC_PAGE_SIZE"), self._replay_legacy)
+        finally:
+            fcntl.flock(self._lockfd, fcntl.LOCK_UN)
+
+    def _replay_legacy(self, ops: list) -> None:
+        self._open_lmdb()
+        handles = [self.db[name] for name in ALL_TABLES]
+
+        def apply(txn):
+            for op, table, key, value in ops:
+                if op == legacywal.PUT:
+                    txn.put(key, value, db=handles[table])
+                elif op == legacywal.DELETE:
+                    txn.delete(key, db=handles[table])
+                elif op == legacywal.CLEAR:
+                    txn.drop(handles[table], delete=False)
+                else:
+                    raise StoreError(f"{self.path}: unknown operation {op} in 0.1's log; "
+                                     "nothing was changed")
+
+        self.write(apply)
+        self._close_lmdb()
+
+    def _open_lmdb(self) -> None:
         data = os.path.join(self.path, "data.mdb")
         try:
-            self.datafd = os.open(data, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+            size = os.path.getsize(data)
         except OSError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc.strerror}") from exc
-        # LMDB's page size is the OS's: the log knows it before LMDB is open.
-        wal = WriteAheadLog(self.path, os.sysconf("SC_PAGE_SIZE"))
+        if size == 0:  # LMDB would take it for a new, empty store
+            raise IntegrityError(f"{data} is empty: the store is damaged; restore it from a "
+                                 "backup or a peer")
+        options = dict(map_size=self.map_size, max_dbs=len(ALL_TABLES) + 2, max_readers=256,
+                       subdir=True, create=False, readahead=False, readonly=self.readonly)
         try:
             try:
-                restored = restore_checkpoint(wal, self.datafd) if recover else None
-                self._open_lmdb_env()
-            except BaseException:
-                wal.close()
-                raise
-            self.durability = Durability(self, wal)
-            if restored is not None:
-                self.durability.replay(restored, [self.db[name] for name in ALL_TABLES])
-        finally:
-            if recover:
-                fcntl.flock(self._lockfd, fcntl.LOCK_SH)
-        if recover and os.stat(data).st_ino != os.fstat(self.datafd).st_ino:
-            # A compact slipped in while the lock changed hands: open its file.
-            self._close_lmdb()
-            self._open_lmdb()
-
-    def _open_lmdb_env(self) -> None:
-        try:
-            self.env = lmdb.open(
-                self.path,
-                map_size=self.map_size,
-                max_dbs=len(ALL_TABLES) + 2,
-                max_readers=256,
-                subdir=True,
-                create=False,
-                readahead=False,
-                sync=False,  # durability comes from the write-ahead log and checkpoints
-            )
+                self.env = lmdb.open(self.path, **options)
+            except lmdb.Error as exc:
+                if not (self.readonly and _denied(exc)):
+                    raise
+                # A store this user may only read: LMDB cannot record this reader in
+                # lock.mdb, so a writer elsewhere could reuse pages it reads.
+                self.env = lmdb.open(self.path, lock=False, **options)
+                self.locked_readers = False
         except lmdb.Error as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
-        self.env.reader_check()
-        with self.begin_write() as txn:
-            # Updated in place: every Repo of this process holds this same dict.
-            self.db.update({name: self.env.open_db(name.encode(), txn=txn)
-                            for name in ALL_TABLES})
-        self._tables = {self.db[name]: i for i, name in enumerate(ALL_TABLES)}
+            if _denied(exc):
+                reason = str(exc).rpartition(": ")[2]
+                raise StoreError(f"cannot open store {self.path} for writing: {reason} (reading "
+                                 "works: cat, ls, log, diff, stats, verify)") from exc
+            raise IntegrityError(f"cannot open store {self.path}: {exc}") from exc
+        try:
+            psize = self.env.stat()["psize"]
+            needed = (self.env.info()["last_pgno"] + 1) * psize
+            # Measured after LMDB's page count: a commit elsewhere meanwhile only grows it.
+            size = os.path.getsize(data)
+            if size < needed:
+                raise IntegrityError(
+                    f"{data} is truncated ({size} of at least {needed} bytes): the store is "
+                    "damaged; restore it from a backup or a peer")
+            if self.locked_readers:
+                self.env.reader_check()
+            self._open_tables()
+        except BaseException:
+            self.env.close()
+            self.env = None
+            raise
+
+    def _open_tables(self) -> None:
+        """Open every table. Read-only, this takes no lock (py-lmdb opens a table in a
+        read transaction only in a read-only environment); read-write, it takes LMDB's
+        writer lock for a moment, as any writer must."""
+        try:
+            if self.readonly:
+                handles = {name: self.env.open_db(name.encode(), create=False)
+                           for name in ALL_TABLES}
+            else:
+                with self.begin_write() as txn:
+                    handles = {name: self.env.open_db(name.encode(), txn=txn)
+                               for name in ALL_TABLES}
+        except lmdb.NotFoundError as exc:
+            raise StoreError(f"store {self.path} lacks a table of this release: open it once "
+                             "read-write to add it") from exc
+        except lmdb.Error as exc:
+            raise IntegrityError(f"cannot open the tables of store {self.path}: {exc}") from exc
+        # Updated in place: every Repo of this process holds this same dict.
+        self.db.update(handles)
+
+    def make_writable(self) -> None:
+        """Reopen a read-only environment read-write (no transaction may be open)."""
+        self._close_lmdb()
+        self.readonly = False
+        self.locked_readers = True
+        self._open_lmdb()
 
     def _close_lmdb(self) -> None:
-        self.durability.stop()
-        self.durability.close()
         self.env.close()
-        os.close(self.datafd)
-        self.datafd = -1
+        self.env = None
 
-    def read(self) -> lmdb.Transaction:
-        """A read-only snapshot transaction (use as a context manager)."""
+    # ---- transactions
+    def read(self) -> Snapshot:
+        """A read-only snapshot (use as a context manager: ``with env.read() as txn``)."""
+        return Snapshot(self)
+
+    def _begin(self, write: bool = False, buffers: bool = False) -> lmdb.Transaction:
+        """Begin a transaction (the caller counted it in the gate); adopts a map that
+        another process grew, and reopens LMDB after a fatal error of a commit."""
+        for _ in range(3):
+            try:
+                return self.env.begin(write=write, buffers=buffers)
+            except lmdb.MapResizedError:
+                self._outside_gate(self._adopt_map_size, "adopt the grown map")
+            except lmdb.PanicError:
+                self._outside_gate(self._reopen_after_panic, "reopen the store")
+            except lmdb.Error as exc:
+                raise _store_error(exc, "begin a transaction") from exc
+        raise StoreError(f"cannot begin a transaction on store {self.path}: the map kept "
+                         "changing; retry")
+
+    def _outside_gate(self, action: Callable[[], None], what: str) -> None:
+        """Run ``action`` with the gate exclusive, from a caller that counted itself in."""
+        me = threading.get_ident()
+        self.gate.leave(me)
         try:
-            return self.env.begin(buffers=False)
-        except lmdb.MapResizedError:
-            self._adopt_map_size()
-            return self.env.begin(buffers=False)
+            self.gate.exclusive(action, what)
+        finally:
+            self.gate.enter()
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn(txn)`` in a durable write transaction; grow the map when full.
+
+        The write is durable when LMDB's synced commit returns, and the call
+        returns only then. A commit that fails (full disk, I/O error, file
+        size limit) raises ``StoreError`` and keeps nothing of the write.
 
         Group commit: writes that threads of this process submit while another
         write is committing are run together, each in its own nested
@@ -209,6 +457,8 @@ class StoreEnv:
         than once (after a map growth), so it must not have side effects
         outside the transaction before it returns.
         """
+        if self.readonly:
+            raise StoreError(f"store {self.path} was opened read-only; nothing was written")
         job = _WriteJob(fn)
         with self._queued:
             self._queue.append(job)
@@ -242,25 +492,16 @@ class StoreEnv:
         """Run ``batch`` in one write transaction and one durable commit; settle each job."""
         try:
             while True:
-                txn = self.begin_write()
+                owner = self.gate.enter()
                 try:
-                    log = LoggedTxn(txn, self._tables, WAL_MAX_RECORD)
-                    if len(batch) == 1:
-                        batch[0].result = batch[0].fn(log)
-                    else:
-                        for job in batch:
-                            job.run_nested(self.env, txn, log)
-                    self.durability.commit(txn, log.ops)
-                    self.commits += 1
+                    full = self._commit_batch(batch)
+                finally:
+                    self.gate.leave(owner)
+                if not full:
                     break
-                except lmdb.MapFullError:
-                    txn.abort()
-                    for job in batch:
-                        job.result = job.error = None
-                    self.grow()
-                except BaseException:
-                    txn.abort()
-                    raise
+                for job in batch:
+                    job.result = job.error = None
+                self.grow()
         except BaseException as exc:  # nothing of the batch was written
             for job in batch:
                 job.result, job.error = None, exc
@@ -268,13 +509,36 @@ class StoreEnv:
             for job in batch:
                 job.done = True
 
-    @property
-    def checkpoints(self) -> int:
-        """Checkpoints this process has written since the store was opened."""
-        return self.durability.checkpoints
+    def _commit_batch(self, batch: list[_WriteJob]) -> bool:
+        """One attempt at the batch; True when the map is full (nothing was written)."""
+        txn = self._begin(write=True)
+        try:
+            if len(batch) == 1:
+                batch[0].result = _run_checked(batch[0].fn, txn)
+            else:
+                for job in batch:
+                    job.run_nested(self.env, txn)
+        except lmdb.MapFullError:
+            txn.abort()
+            return True
+        except lmdb.Error as exc:
+            txn.abort()
+            raise _store_error(exc, "write") from exc
+        except BaseException:
+            txn.abort()
+            raise
+        try:
+            txn.commit()
+        except lmdb.MapFullError:
+            return True
+        except lmdb.Error as exc:  # LMDB has ended the transaction: nothing was written
+            raise _store_error(exc, "commit", self.path) from exc
+        self.commits += 1
+        return False
 
     def begin_write(self) -> lmdb.Transaction:
-        """An LMDB write transaction (LMDB's writer lock), adopting a grown map."""
+        """A raw LMDB write transaction (LMDB's writer lock) for opening tables; store
+        writes go through ``write``."""
         while True:
             try:
                 return self.env.begin(write=True)
@@ -282,14 +546,31 @@ class StoreEnv:
                 self._adopt_map_size()
 
     def grow(self) -> None:
-        # py-lmdb ends every transaction of the process on a resize, the checkpoint's
-        # pin too: ``Durability.owner`` notices, and the next commit checkpoints first.
-        size = self.env.info()["map_size"]
-        self.env.set_mapsize(size * 2)
+        """Double the map (waits until no transaction of this process is open)."""
+        def double():
+            size = self.env.info()["map_size"]
+            try:
+                self.env.set_mapsize(size * 2)
+            except lmdb.Error as exc:
+                raise _store_error(exc, f"grow its map beyond {size} bytes") from exc
+
+        self.gate.exclusive(double, "grow the store's map")
 
     def _adopt_map_size(self) -> None:
         # Another process grew the map: re-reading the size from the file adopts it.
         self.env.set_mapsize(0)
+
+    def _reopen_after_panic(self) -> None:
+        # A commit whose meta page could not be written leaves LMDB's environment
+        # unusable (MDB_PANIC) until it is opened again; the file holds the last
+        # good commit.
+        try:
+            self.env.begin().abort()
+            return  # another thread reopened it already
+        except lmdb.PanicError:
+            pass
+        self._close_lmdb()
+        self._open_lmdb()
 
     def disk_size(self) -> int:
         """Bytes the store occupies on disk (``du``, not the sparse map size)."""
@@ -318,29 +599,29 @@ class StoreEnv:
                 tmpdir = os.path.join(self.path, "compact.tmp")
                 shutil.rmtree(tmpdir, ignore_errors=True)
                 self._dense_copy(tmpdir)
-                # The old file, synced, needs no log; the log's checkpoints describe it only.
-                self.durability.stop()
-                self.env.sync(True)
-                self.durability.forget()
-                self._close_lmdb()
-                os.replace(os.path.join(tmpdir, "data.mdb"), os.path.join(self.path, "data.mdb"))
-                shutil.rmtree(tmpdir, ignore_errors=True)
-                dirfd = os.open(self.path, os.O_RDONLY)
-                try:
-                    os.fsync(dirfd)
-                finally:
-                    os.close(dirfd)
-                self._open_lmdb(recover=True)
+                self.gate.exclusive(lambda: self._swap_in(tmpdir), "compact the store")
                 return before, self.disk_size()
             finally:
                 fcntl.flock(self._lockfd, fcntl.LOCK_SH)
+
+    def _swap_in(self, tmpdir: str) -> None:
+        """Replace the data file by the synced copy in ``tmpdir`` and open it."""
+        self._close_lmdb()
+        os.replace(os.path.join(tmpdir, "data.mdb"), os.path.join(self.path, "data.mdb"))
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        dirfd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+        self._open_lmdb()
 
     def _dense_copy(self, dest: str) -> None:
         size = max(self.env.info()["map_size"], self.map_size)
         out = lmdb.open(dest, map_size=size, max_dbs=len(ALL_TABLES) + 2, subdir=True,
                         sync=False, metasync=False)
         try:
-            with self.env.begin() as src, out.begin(write=True) as dst:
+            with self.read() as src, out.begin(write=True) as dst:
                 for name in ALL_TABLES:
                     target = out.open_db(name.encode(), txn=dst)
                     cur = dst.cursor(db=target)
@@ -349,40 +630,39 @@ class StoreEnv:
         finally:
             out.close()
 
-    def flush(self) -> None:
-        """Checkpoint what this process logged, so the next open has nothing to replay."""
-        self.durability.flush()
-
     def close(self) -> None:
         with _open_lock:
             self.refs -= 1
             if self.refs <= 0:
                 _open_envs.pop(self.path, None)
-                try:
-                    self.durability.stop()
-                    self.flush()
-                finally:
-                    with self.write_lock:
-                        self._close_lmdb()
-                    self._close_files()
-
-    def _close_files(self) -> None:
-        if self.datafd >= 0:
-            os.close(self.datafd)
-            self.datafd = -1
-        os.close(self._lockfd)
+                with self.write_lock:
+                    self._close_lmdb()
+                os.close(self._lockfd)
 
 
-def _flush_open_envs() -> None:
-    """At exit: checkpoint the stores still open, so their next open replays nothing."""
-    for env in list(_open_envs.values()):
-        try:
-            env.durability.flush(timeout=5)
-        except Exception:  # noqa: BLE001 - the log keeps every write; replay will do
-            pass
+def _check_marker(path: str) -> None:
+    """Refuse a store whose marker names a format this release does not read."""
+    try:
+        with open(os.path.join(path, MARKER), encoding="utf-8", errors="replace") as f:
+            text = f.read(4096)
+    except OSError as exc:
+        raise StoreError(f"cannot open store {path}: {exc.strerror}") from exc
+    if text == _LEGACY_MARKER:
+        return
+    first = text.partition("\n")[0]
+    prefix = "herofossil store format "
+    if not first.startswith(prefix) or not first[len(prefix):].isdigit():
+        raise StoreError(f"{path} is not a herofossil store (its marker file {MARKER} holds "
+                         f"{first[:60]!r})")
+    found = int(first[len(prefix):])
+    if found != FORMAT:
+        raise StoreError(f"the store at {path} has format {found}; this herofossil reads "
+                         f"format {FORMAT}: " + ("upgrade herofossil" if found > FORMAT else
+                                                 "open it with the release that wrote it"))
 
 
-atexit.register(_flush_open_envs)
+def _denied(exc: lmdb.Error) -> bool:
+    return "Permission denied" in str(exc) or "Read-only file system" in str(exc)
 
 
 def is_store(path: str) -> bool:
@@ -392,11 +672,19 @@ def is_store(path: str) -> bool:
     )
 
 
-def open_env(path: str, *, create: bool = False, map_size: int = DEFAULT_MAP_SIZE) -> StoreEnv:
-    """Open (or with ``create`` make) the store environment at ``path``."""
+def open_env(path: str, *, create: bool = False, map_size: int = DEFAULT_MAP_SIZE,
+             readonly: bool = False) -> StoreEnv:
+    """Open (or with ``create`` make) the store environment at ``path``.
+
+    ``readonly``: open it for reading only; this takes no lock a writer holds
+    and works on a store the user may only read. A process shares one
+    environment per store: read-write once any of its users asked for it.
+    """
     path = os.path.abspath(path)
     with _open_lock:
         env = _open_envs.get(path)
+        if env is not None and env.readonly and not readonly:
+            env.gate.exclusive(env.make_writable, "open the store read-write")
         if env is None:
             if not is_store(path):
                 if not create:
@@ -404,7 +692,7 @@ def open_env(path: str, *, create: bool = False, map_size: int = DEFAULT_MAP_SIZ
                         f"no herofossil store at {path}: create one with 'herofossil init'"
                     )
                 _create(path, map_size)
-            env = StoreEnv(path, map_size)
+            env = StoreEnv(path, map_size, readonly=readonly and not create)
             _open_envs[path] = env
         env.refs += 1
         return env
@@ -421,6 +709,10 @@ def _create(path: str, map_size: int) -> None:
                 env.open_db(name.encode(), txn=txn)
         env.close()
         with open(os.path.join(path, MARKER), "w") as f:
-            f.write("This directory is a herofossil store (LMDB). Use the herofossil command.\n")
+            f.write(_MARKER_TEXT)
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as exc:
         raise StoreError(f"cannot create a store in {path}: {exc.strerror}") from exc
+    except lmdb.Error as exc:
+        raise StoreError(f"cannot create a store in {path}: {exc}") from exc

@@ -1,8 +1,8 @@
-"""Verify and rebuild: the artifacts are the repository, everything else is derived.
+"""Rebuild: the artifacts are the repository, everything else is derived from them.
 
-``verify`` re-hashes every artifact and checks the local state against it;
 ``rebuild`` throws the local state away and derives it again from the
-``blob`` table alone, as ``fossil rebuild`` does.
+``blob`` table alone, as ``fossil rebuild`` does; ``verify`` (module ``verify``)
+compares a store's local state with such a rebuild made elsewhere.
 """
 
 from __future__ import annotations
@@ -10,44 +10,23 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from herofossil.errors import HeroFossilError, IntegrityError
+from herofossil import delta
+from herofossil.errors import DeltaError, HeroFossilError, IntegrityError
 from herofossil.store import blobs as blobfmt
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
-from herofossil.store.blobs import BlobReader, artifact_id
-from herofossil.store.checkins import (
-    DEFAULT_BRANCH,
-    INDEXED,
-    MANIFESTS,
-    CheckinIndex,
-    checkin_summary,
-)
+from herofossil.store.blobs import BlobReader
+from herofossil.store.checkins import DEFAULT_BRANCH, INDEXED, MANIFESTS, CheckinIndex
+from herofossil.store.crosslink import crosslink, set_tips
 from herofossil.store.lmdbenv import ALL_TABLES, LOCAL_TABLES
-from herofossil.store.tree import Tree
-from herofossil.store.wal import CHECKPOINT_FILE, WAL_FILE
-from herofossil.store.writer import fill_tree
 
 Progress = Callable[[str, int, int | None], None]
+ContentHook = Callable[[bytes, bytes | None, Exception | None], None]
 
 
 def _quiet(label: str, done: int, total: int | None) -> None:
     return None
-
-
-@dataclass
-class VerifyReport:
-    """What ``verify`` checked and what it found wrong."""
-
-    artifacts: int = 0
-    checkins: int = 0
-    phantoms: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 class _ContentCache(BlobReader):
@@ -65,8 +44,6 @@ class _ContentCache(BlobReader):
         stored = self.txn.get(aid, db=self.db)
         base = blobfmt.delta_base(stored) if stored else None
         if base is not None and base in self._cache:
-            from herofossil import delta
-
             data = delta.apply(self._cache[base], blobfmt.delta_payload(stored, aid))
         else:
             data = super().content(aid)
@@ -76,165 +53,120 @@ class _ContentCache(BlobReader):
         return data
 
 
-def verify(env, progress: Progress = _quiet) -> VerifyReport:
-    """Re-hash every artifact and check every index against the artifacts."""
-    report = VerifyReport()
-    db = env.db
-    with env.read() as txn:
-        total = txn.stat(db["blob"])["entries"]
-        reader = _ContentCache(txn, db["blob"])
-        for n, aid in enumerate(txn.cursor(db=db["blob"]).iternext(values=False), 1):
-            report.artifacts += 1
-            try:
-                if artifact_id(reader.content(aid)) != aid:
-                    report.problems.append(f"artifact {aid.hex()}: content does not match its hash")
-            except HeroFossilError as exc:
-                report.problems.append(f"artifact {aid.hex()}: {exc}")
-            if n % 256 == 0:
-                progress("verify artifacts", n, total)
-        progress("verify artifacts", report.artifacts, total)
-        report.phantoms = txn.stat(db["phantom"])["entries"]
-        ci = CheckinIndex(txn, db)
-        report.checkins = ci.count()
-        plain = BlobReader(txn, db["blob"])
-        for cid in txn.cursor(db=db["checkin"]).iternext(values=False):
-            if not plain.has(cid):
-                report.problems.append(f"check-in {cid.hex()}: indexed but its manifest is missing")
-        for branch in ci.branches():
-            tip = ci.tip(branch)
-            if not ci.indexed(branch):
-                continue
-            try:
-                want = {
-                    n: (c.uuid, c.perm if c.perm in ("x", "l") else "")
-                    for n, c in MANIFESTS.files(plain, tip).items()
-                }
-            except HeroFossilError as exc:
-                report.problems.append(f"branch {branch}: tip {tip.hex()} unreadable: {exc}")
-                continue
-            have = {e.path: (e.id, e.perm) for e in Tree(txn, db["tree"], branch).walk()}
-            if want != have:
-                bad = sorted(set(want.items()) ^ set(have.items()))[:3]
-                report.problems.append(
-                    f"branch {branch}: tip index differs from check-in {tip.hex()[:12]} "
-                    f"(e.g. {', '.join(p for p, _ in bad)}): run 'herofossil rebuild'"
-                )
-    return report
+def rebuild_txn(txn, db, progress: Progress = _quiet, *, indexed: set[str] | None = None,
+                tips: dict[str, bytes] | None = None,
+                on_content: ContentHook | None = None) -> dict:
+    """Regenerate every local table from the ``blob`` table, inside one write transaction.
 
-
-def _topological(manifests: dict[bytes, mf.Manifest]) -> list[bytes]:
-    """Check-ins ordered parents first, ties by date."""
-    import heapq
-
-    pending = {}
-    children: dict[bytes, list[bytes]] = {}
-    for cid, m in manifests.items():
-        ps = [bytes.fromhex(p) for p in m.parents if bytes.fromhex(p) in manifests]
-        pending[cid] = len(ps)
-        for p in ps:
-            children.setdefault(p, []).append(cid)
-    ready = [(manifests[c].date, c) for c, n in pending.items() if n == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        _, cid = heapq.heappop(ready)
-        order.append(cid)
-        for ch in children.get(cid, []):
-            pending[ch] -= 1
-            if pending[ch] == 0:
-                heapq.heappush(ready, (manifests[ch].date, ch))
-    if len(order) != len(manifests):
-        raise IntegrityError("check-ins form a cycle; the store is damaged")
-    return order
-
-
-def rebuild_txn(txn, db, progress: Progress = _quiet) -> dict:
-    """Regenerate every local table from the ``blob`` table, inside one write transaction."""
-    indexed = {k.decode() for k, v in txn.cursor(db=db["tip"]) if v[32:] == INDEXED}
+    ``indexed``: the branches whose tip gets a tree index (default: those that
+    have one now, and the default branch). ``tips``: the check-in each branch's
+    tip is to name, where it is one of that branch (default: every branch's
+    newest leaf); a branch it leaves out gets no tip. ``on_content(id, bytes,
+    error)`` is called for each artifact as it is read (bytes None when
+    ``error``): verify re-hashes there, so that every artifact is reconstructed
+    once.
+    """
+    if indexed is None:
+        indexed = {k.decode() for k, v in txn.cursor(db=db["tip"]) if v[32:] == INDEXED}
+        indexed.add(DEFAULT_BRANCH)
     for name in LOCAL_TABLES:
         txn.drop(db[name], delete=False)
     aw = ArtifactWriter(txn, db)
     total = txn.stat(db["blob"])["entries"]
     manifests: dict[bytes, mf.Manifest] = {}
-    controls: list[mf.ControlArtifact] = []
-    depth: dict[bytes, int] = {}
+    controls: list[tuple[str, bytes, mf.ControlArtifact]] = []
+    base_of: dict[bytes, bytes] = {}
+    whole: list[bytes] = []
     seq = 0
-    reader = _ContentCache(txn, db["blob"])
-    for n, (aid, stored) in enumerate(txn.cursor(db=db["blob"]), 1):
+    for aid, stored in txn.cursor(db=db["blob"]):
         seq += 1
         txn.put(seq.to_bytes(8, "big"), aid, db=db["seq"])
-        if stored[:1] in blobfmt.DELTAS:
-            depth[aid] = -1
+        base = blobfmt.delta_base(stored)
+        if base is None:
+            whole.append(aid)
+        else:
+            base_of[aid] = base
+    txn.put(b"next_seq", (seq + 1).to_bytes(8, "big"), db=db["info"])
+    _rebuild_chains(txn, db, base_of, set(whole))
+    reader = _ContentCache(txn, db["blob"])
+    for n, (aid, data, error) in enumerate(_contents(txn, db["blob"], whole, base_of), 1):
+        if on_content is not None:
+            on_content(aid, data, error)
         try:
-            art = mf.parse_artifact(reader.content(aid))
+            art = None if data is None else mf.parse_artifact(data)
         except HeroFossilError:
             art = None
         if isinstance(art, mf.Manifest):
             manifests[aid] = art
         elif isinstance(art, mf.ControlArtifact):
-            controls.append(art)
+            controls.append((art.date, aid, art))
         if n % 256 == 0:
             progress("rebuild: read artifacts", n, total)
-    txn.put(b"next_seq", (seq + 1).to_bytes(8, "big"), db=db["info"])
-    _rebuild_chains(txn, db, depth)
-    ci = CheckinIndex(txn, db)
-    order = _topological(manifests)
-
-    def files_of(h: str) -> dict:
-        return MANIFESTS.files(reader, bytes.fromhex(h))
-
-    seen: set[str] = set()
-    for n, cid in enumerate(order, 1):
-        m = manifests[cid]
-        MANIFESTS.remember(cid, m)
-        pid = m.parents[0] if m.parents else None
-        parent = manifests.get(bytes.fromhex(pid)) if pid else None
-        try:
-            nfiles, changed = checkin_summary(m, parent, pid if parent else None, files_of)
-        except HeroFossilError:  # a baseline or parent manifest is missing: index it anyway
-            nfiles, changed = len(m.files), None
-        # Every file a check-in references is a card of it or of its baseline, which is a
-        # check-in too: looking at each manifest's own cards covers all references once.
-        for ref in [*m.parents, *(c.uuid for c in m.files if c.uuid)]:
-            if len(ref) == 64 and ref not in seen:
-                seen.add(ref)
-                aw.add_phantom(bytes.fromhex(ref))
-        ci.index_checkin(cid, m, nfiles, changed)
-        if n % 64 == 0:
-            progress("rebuild: index check-ins", n, len(order))
-    for ctl in sorted(controls, key=lambda c: c.date):
-        ci.index_control(ctl)
+    parsed: dict = dict(manifests)
+    ordered = list(manifests)
+    for _date, aid, ctl in sorted(controls, key=lambda c: c[:2]):
+        parsed[aid] = ctl
+        ordered.append(aid)
+    linked = crosslink(txn, db, ordered, aw=aw, reader=reader, parsed=parsed,
+                       update_tips=False, progress=progress)
     branches = sorted(
         {k.partition(b"\0")[0].decode() for k in txn.cursor(db=db["leaf"]).iternext(values=False)}
     )
-    for branch in branches:
-        tip = ci.newest_leaf(branch)
-        ci.set_tip(branch, tip, indexed=branch in indexed or branch == DEFAULT_BRANCH)
-        if ci.indexed(branch):
-            fill_tree(Tree(txn, db["tree"], branch), aw, MANIFESTS.files(reader, tip),
-                      ci.require(tip).time)
-    progress("rebuild: index check-ins", len(order), len(order))
-    return {"artifacts": seq, "checkins": len(order), "branches": len(branches)}
+    set_tips(txn, db, aw, reader, branches, indexed=indexed, tips=tips)
+    return {"artifacts": seq, "checkins": len(linked.checkins), "branches": len(branches)}
 
 
-def _rebuild_chains(txn, db, depth: dict[bytes, int]) -> None:
+def _contents(txn, blob_db, whole: list[bytes], base_of: dict[bytes, bytes]):
+    """(id, bytes, None) of every artifact, or (id, None, error) for one that cannot be
+    reconstructed; each delta is applied once, on its base's bytes (chains are walked
+    from their whole root), instead of once per artifact that a chain passes through."""
+    dependents: dict[bytes, list[bytes]] = {}
+    for aid, base in base_of.items():
+        dependents.setdefault(base, []).append(aid)
+    reached: set[bytes] = set()
+    for root in whole:
+        try:
+            data = blobfmt.decode_whole(txn.get(root, db=blob_db), root)
+        except HeroFossilError as exc:
+            yield root, None, exc
+            continue
+        yield root, data, None
+        stack = [(aid, data) for aid in dependents.get(root, ())]
+        while stack:
+            aid, base_data = stack.pop()
+            reached.add(aid)
+            try:
+                data = delta.apply(base_data, blobfmt.delta_payload(txn.get(aid, db=blob_db),
+                                                                    aid))
+            except DeltaError as exc:
+                yield aid, None, IntegrityError(f"artifact {aid.hex()} is damaged: {exc}")
+                continue
+            except HeroFossilError as exc:
+                yield aid, None, exc
+                continue
+            yield aid, data, None
+            stack.extend((child, data) for child in dependents.get(aid, ()))
+    if len(reached) < len(base_of):  # deltas on a missing or damaged base, or in a loop
+        reader = BlobReader(txn, blob_db)
+        for aid in base_of:
+            if aid not in reached:
+                try:
+                    yield aid, reader.content(aid), None
+                except HeroFossilError as exc:
+                    yield aid, None, exc
+
+
+def _rebuild_chains(txn, db, base_of: dict[bytes, bytes], whole: set[bytes]) -> None:
     """Recompute the longest delta chain ending on each whole artifact, and dependents counts."""
     chain: dict[bytes, int] = {}
     deps: dict[bytes, int] = {}
-    for aid in depth:
+    for aid, base in base_of.items():
+        deps[base] = deps.get(base, 0) + 1
         hops, cur = 0, aid
-        while True:
-            stored = txn.get(cur, db=db["blob"])
-            base = blobfmt.delta_base(stored) if stored else None
-            if base is None:
-                break
-            if cur == aid:
-                deps[base] = deps.get(base, 0) + 1
+        while cur in base_of and hops <= blobfmt.MAX_CHAIN * 4:
+            cur = base_of[cur]
             hops += 1
-            cur = base
-            if hops > blobfmt.MAX_CHAIN * 4:
-                break
-        if hops and stored:
+        if cur in whole:
             chain[cur] = max(chain.get(cur, 0), hops)
     for root, hops in chain.items():
         txn.put(root, min(hops, 0xFFFF).to_bytes(2, "little"), db=db["chain"])
@@ -251,7 +183,7 @@ def rebuild(env, progress: Progress = _quiet) -> dict:
 def table_sizes(env) -> dict[str, dict[str, int]]:
     """Entries and bytes of pages of every table, of LMDB's list of tables (``(catalog)``),
     of the rest of the data file (``(free)``: LMDB's free list and meta pages, most of
-    which ``compact`` gives back) and of the write-ahead log's files (``(log)``)."""
+    which ``compact`` gives back)."""
     out: dict[str, dict[str, int]] = {}
     used = 0
     with env.read() as txn:
@@ -267,9 +199,6 @@ def table_sizes(env) -> dict[str, dict[str, int]]:
         out["(catalog)"] = {"entries": main["entries"], "bytes": catalog * psize}
     total = os.path.getsize(os.path.join(env.path, "data.mdb")) // psize
     out["(free)"] = {"entries": 0, "bytes": max(total - used, 0) * psize}
-    out["(log)"] = {"entries": 0, "bytes": sum(
-        os.path.getsize(os.path.join(env.path, name)) for name in (WAL_FILE, CHECKPOINT_FILE)
-        if os.path.exists(os.path.join(env.path, name)))}
     return out
 
 

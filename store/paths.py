@@ -5,15 +5,20 @@ from __future__ import annotations
 from herofossil.errors import InvalidPathError
 
 DIR_MARKER = ".herofossil-dir"
-MAX_PATH = 4096
+# Paths are LMDB keys (tip index: branch NUL folder NUL name; path log: path
+# NUL sequence), and LMDB keys stop at 511 bytes: 400 bytes of path and 100 of
+# branch name leave room for the separators.
+MAX_PATH = 400
+MAX_NAME = 100  # bytes of a branch or tag name
 
 
-def normalize(path: str, *, allow_root: bool = False) -> str:
+def normalize(path: str, *, allow_root: bool = False, marker: bool = False) -> str:
     """Validate a store path and return it in canonical form (no leading or trailing '/').
 
     A leading '/' is rejected rather than stripped: stored paths are relative.
     Rejected: empty paths (unless ``allow_root``), '.', '..', empty segments,
-    NUL, and the reserved directory-marker name.
+    NUL, and the reserved directory-marker name (allowed as the last segment
+    with ``marker``: the writer's own name for a kept-empty folder).
     """
     if not isinstance(path, str):
         raise InvalidPathError(f"path must be a string, not {type(path).__name__}")
@@ -27,16 +32,29 @@ def normalize(path: str, *, allow_root: bool = False) -> str:
         raise InvalidPathError(f"absolute path {path!r}: store paths are relative, drop the '/'")
     if "\0" in path:
         raise InvalidPathError(f"path {path!r} contains a NUL byte")
-    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH:
-        raise InvalidPathError(f"path is longer than {MAX_PATH} bytes")
-    for seg in path.split("/"):
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidPathError(
+            f"path '{printable(path)}' is not UTF-8: the store holds UTF-8 names only; "
+            "rename the file") from None
+    if size > MAX_PATH:
+        raise InvalidPathError(f"path '{printable(path)[:60]}...' ({size} bytes) is longer "
+                               f"than {MAX_PATH} bytes, the longest path the store holds")
+    segs = path.split("/")
+    for n, seg in enumerate(segs, 1):
         if seg == "":
             raise InvalidPathError(f"path {path!r} has an empty segment ('//' or trailing '/')")
         if seg in (".", ".."):
             raise InvalidPathError(f"path {path!r} contains '{seg}': name the path directly")
-        if seg == DIR_MARKER:
+        if seg == DIR_MARKER and not (marker and n == len(segs)):
             raise InvalidPathError(f"path {path!r} uses the reserved name {DIR_MARKER!r}")
     return path
+
+
+def printable(path: str) -> str:
+    """``path`` with the bytes of a non-UTF-8 name escaped as in Python (``caf\\xe9``)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def split(path: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from herofossil.errors import NotFoundError, UsageError
+from herofossil.errors import InvalidPathError, NotFoundError, UsageError
 from herofossil.store import blobs as blobfmt
 from herofossil.store import lmdbenv, refs
 from herofossil.store import manifest as mf
@@ -23,7 +23,8 @@ from herofossil.store.checkins import (
     CheckinIndex,
     checkin_summary,
 )
-from herofossil.store.paths import normalize
+from herofossil.store.crosslink import crosslink
+from herofossil.store.paths import DIR_MARKER, MAX_NAME, normalize
 from herofossil.store.tree import Entry, Tree, tree_key
 from herofossil.store.views import ManifestView, TreeView
 from herofossil.store.writer import commit as commit_changes
@@ -78,51 +79,52 @@ class Repo:
     # ---- opening
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, *, create: bool = False,
-             map_size: int = lmdbenv.DEFAULT_MAP_SIZE) -> Repo:
+             map_size: int = lmdbenv.DEFAULT_MAP_SIZE, readonly: bool = False) -> Repo:
         """Open the store at ``path``; the default store is created on first use.
 
         ``map_size`` is the initial LMDB map; it grows by doubling when full.
+        ``readonly``: for reading only (no lock a writer holds is waited for; works
+        on a store the user may not write); every write raises ``StoreError``.
         """
         if path is None:
-            path, create = default_store_path(), True
+            path, create = default_store_path(), not readonly
         path = os.fspath(path)
-        env = lmdbenv.open_env(path, create=create, map_size=map_size)
-        repo = cls(env)
-        if create:
-            repo._ensure_initial_checkin()
-        return repo
+        env = lmdbenv.open_env(path, create=create, map_size=map_size, readonly=readonly)
+        return cls(env)
 
     @classmethod
     def init(cls, path: str | os.PathLike) -> Repo:
-        """Create a store at ``path`` with Fossil's initial empty check-in on trunk."""
+        """Create an empty store at ``path``.
+
+        As in Fossil, the first check-in written here starts from an initial
+        empty check-in on trunk; it is made by that first write (in the same
+        transaction), so an import into a new store adds only what it imports.
+        """
         path = os.fspath(path)
         if lmdbenv.is_store(os.path.abspath(path)):
             raise UsageError(f"a store already exists at {os.path.abspath(path)}")
         return cls.open(path, create=True)
 
-    def _ensure_initial_checkin(self) -> None:
-        def txn_fn(txn):
-            ci = CheckinIndex(txn, self._db)
-            if ci.count():
-                return
-            from herofossil.store.artifacts import ArtifactWriter
+    def _initial_checkin(self, txn) -> None:
+        """Make Fossil's initial empty check-in on trunk, in a store that has no check-in."""
+        ci = CheckinIndex(txn, self._db)
+        if ci.count():
+            return
+        from herofossil.store.artifacts import ArtifactWriter
 
-            m = mf.Manifest(
-                comment="initial empty check-in",
-                date=mf.date_now(),
-                user=default_user(),
-                tags=[
-                    mf.TagCard("*", "branch", "*", DEFAULT_BRANCH),
-                    mf.TagCard("*", "sym-" + DEFAULT_BRANCH, "*"),
-                ],
-            )
-            aw = ArtifactWriter(txn, self._db)
-            cid, _ = aw.add(m.to_bytes())
-            ci.index_checkin(cid, m, 0, None)
-            ci.set_tip(DEFAULT_BRANCH, cid, indexed=True)
-            aw.verify_touched()
-
-        self._env.write(txn_fn)
+        m = mf.Manifest(
+            comment="initial empty check-in",
+            date=mf.date_now(),
+            user=default_user(),
+            tags=[
+                mf.TagCard("*", "branch", "*", DEFAULT_BRANCH),
+                mf.TagCard("*", "sym-" + DEFAULT_BRANCH, "*"),
+            ],
+        )
+        aw = ArtifactWriter(txn, self._db)
+        cid, _ = aw.add(m.to_bytes())
+        crosslink(txn, self._db, [cid], aw=aw, parsed={cid: m}, summaries={cid: (0, None, None)})
+        aw.write_pending()  # the check-in that follows has an ArtifactWriter of its own
 
     def close(self) -> None:
         """Release the store (the LMDB environment closes with its last user)."""
@@ -150,6 +152,8 @@ class Repo:
         tip = ci.tip(at)
         if tip is not None and ci.indexed(at):
             return TreeView(Tree(txn, self._db["tree"], at), tip)
+        if tip is None and at in (self.default_branch, "tip") and not ci.count():
+            return ManifestView({}, BlobReader(txn, self._db["blob"]), None, 0.0)  # a new store
         cid = tip or refs.resolve(ci, at, self.default_branch)
         rec = ci.require(cid)
         if ci.tip(rec.branch) == cid and ci.indexed(rec.branch):
@@ -166,8 +170,12 @@ class Repo:
     def read(self, path: str, at: str | None = None) -> bytes:
         """The bytes of file ``path`` at version ``at`` (default: the default branch's tip)."""
         with self._read() as txn:
-            if at is None:
-                raw = txn.get(tree_key(self.default_branch, path), db=self._db["tree"])
+            try:
+                key = tree_key(self.default_branch, path) if at is None else None
+            except (UnicodeEncodeError, AttributeError):  # normalize below says why
+                key = None
+            if key is not None and len(key) <= refs.MAX_KEY:
+                raw = txn.get(key, db=self._db["tree"])
                 if raw is not None and raw[:1] == b"F":
                     aid = raw[-32:]
                     stored = txn.get(aid, db=self._db["blob"])
@@ -179,7 +187,8 @@ class Repo:
             path = normalize(path)
             entry = self._view(txn, at).get(path)
             if entry is None:
-                raise NotFoundError(f"{path}: no such file" + (f" at {at}" if at else ""))
+                raise NotFoundError(f"{path}: no such file" + (f" at {at}" if at else ""),
+                                    path=path, ref=at)
             if entry.is_dir:
                 raise UsageError(f"{path} is a folder, not a file")
             return BlobReader(txn, self._db["blob"]).content(bytes.fromhex(entry.id))
@@ -190,7 +199,8 @@ class Repo:
         with self._read() as txn:
             entry = self._view(txn, at).get(path)
         if entry is None:
-            raise NotFoundError(f"{path}: no such file or folder" + (f" at {at}" if at else ""))
+            raise NotFoundError(f"{path}: no such file or folder" + (f" at {at}" if at else ""),
+                                path=path, ref=at)
         return entry
 
     def stat_each(self, paths: Iterable[str], at: str | None = None) -> list[Entry | None]:
@@ -228,9 +238,14 @@ class Repo:
             return sorted(self._view(txn, at).walk(path), key=lambda e: e.path)
 
     def files(self, at: str | None = None) -> dict[str, tuple[str, str]]:
-        """path -> (artifact id, perm) of every file at ``at`` (folder markers included)."""
+        """path -> (artifact id, perm) of every file at ``at``."""
         with self._read() as txn:
             return self._view(txn, at).files()
+
+    def _files(self, at: str | None = None) -> dict[str, tuple[str, str]]:
+        """``files`` with the markers that keep empty folders (merge, checkout, snapshot)."""
+        with self._read() as txn:
+            return self._view(txn, at).files(markers=True)
 
     def artifact(self, aid: str) -> bytes:
         """The bytes of artifact ``aid`` (full hex id)."""
@@ -262,6 +277,8 @@ class Repo:
         """Check-ins reachable from ``at``, newest first; only those touching ``path`` if given."""
         with self._read() as txn:
             ci = CheckinIndex(txn, self._db)
+            if at in (None, "") and not ci.count():
+                return []  # a new store
             start = refs.resolve(ci, at, self.default_branch)
             touching = None
             if path:
@@ -322,8 +339,9 @@ class Repo:
             if pid is not None and ci.get(bytes.fromhex(pid)) is None:
                 pid = None
             parent = MANIFESTS.manifest(reader, bytes.fromhex(pid)) if pid else None
-            return checkin_summary(m, parent, pid,
-                                   lambda h: MANIFESTS.files(reader, bytes.fromhex(h)))[1]
+            changed = checkin_summary(m, parent, pid,
+                                      lambda h: MANIFESTS.files(reader, bytes.fromhex(h)))[1]
+            return [p for p in changed if p.rpartition("/")[2] != DIR_MARKER]
 
     def branches(self) -> dict[str, str]:
         """Branch name -> id of its tip (the newest leaf)."""
@@ -338,6 +356,27 @@ class Repo:
             ci = CheckinIndex(txn, self._db)
             recs = [ci.require(c) for c in ci.leaves(branch)]
         return [r.id for r in sorted(recs, key=lambda r: (r.time, r.seq), reverse=True)]
+
+    def branch_aliases(self) -> dict[str, str]:
+        """Other names of branches -> the branch: Git's default branch name -> trunk."""
+        return {k: v.decode() for k, v in self.meta_items(refs.ALIAS_NS)}
+
+    def set_branch_alias(self, name: str, branch: str) -> None:
+        """Let ``name`` stand for ``branch`` wherever a version or branch is named.
+
+        A branch has at most one alias: an earlier one is dropped. A real
+        branch called ``name`` takes precedence over the alias.
+        """
+        _check_name(name, "branch")
+        stale = [a for a, b in self.branch_aliases().items() if b == branch and a != name]
+
+        def txn_fn(txn):
+            db = self._db["meta"]
+            for old in stale:
+                txn.delete(_meta_key(refs.ALIAS_NS, old), db=db)
+            txn.put(_meta_key(refs.ALIAS_NS, name), branch.encode(), db=db)
+
+        self._env.write(txn_fn)
 
     def tags(self) -> dict[str, list[str]]:
         """Tag name -> ids of the check-ins carrying it."""
@@ -380,16 +419,18 @@ class Repo:
         user = user or default_user()
 
         def txn_fn(txn):
+            self._initial_checkin(txn)
             ci = CheckinIndex(txn, self._db)
+            target = branch if ci.tip(branch) is not None else refs.alias(ci, branch) or branch
             pid = refs.resolve(ci, parent, self.default_branch) if parent else None
-            if pid is None and ci.tip(branch) is None:
+            if pid is None and ci.tip(target) is None:
                 pid = refs.resolve(ci, None, self.default_branch)
             extra = tuple(refs.resolve(ci, p, self.default_branch) for p in merge_parents)
             return commit_changes(
                 txn,
                 self._db,
                 changes,
-                branch=branch,
+                branch=target,
                 message=message,
                 user=user,
                 parent=pid,
@@ -406,26 +447,36 @@ class Repo:
         *,
         expect: str | None = None,
         perm: str | None = None,
-        **kw,
+        message: str | None = None,
+        user: str | None = None,
+        branch: str | None = None,
     ) -> Checkin | None:
-        """Write one file as one check-in. ``expect``: the artifact id you last read."""
-        return self.commit([Put(path, data, perm, expect)], **kw)
+        """Write one file as one check-in; returns it (None if the file was unchanged).
 
-    def delete(
-        self, path: str, *, expect: str | None = None, recursive: bool = False, **kw
-    ) -> Checkin:
+        ``expect``: the artifact id you last read (or ``EXISTS``/``ABSENT``);
+        ``perm``: "x" (executable) or "l" (symlink).
+        """
+        return self.commit([Put(path, data, perm, expect)], message=message, user=user,
+                           branch=branch)
+
+    def delete(self, path: str, *, expect: str | None = None, recursive: bool = False,
+               message: str | None = None, user: str | None = None,
+               branch: str | None = None) -> Checkin:
         """Delete a file (or with ``recursive`` a folder) as one check-in."""
-        return self.commit([Delete(path, expect, recursive)], **kw)
+        return self.commit([Delete(path, expect, recursive)], message=message, user=user,
+                           branch=branch)
 
-    def rename(
-        self, src: str, dst: str, *, expect: str | None = None, overwrite: bool = False, **kw
-    ) -> Checkin:
+    def rename(self, src: str, dst: str, *, expect: str | None = None,
+               overwrite: bool = False, message: str | None = None, user: str | None = None,
+               branch: str | None = None) -> Checkin:
         """Move a file or folder as one check-in."""
-        return self.commit([Rename(src, dst, expect, overwrite)], **kw)
+        return self.commit([Rename(src, dst, expect, overwrite)], message=message, user=user,
+                           branch=branch)
 
-    def mkdir(self, path: str, **kw) -> Checkin | None:
+    def mkdir(self, path: str, *, message: str | None = None, user: str | None = None,
+              branch: str | None = None) -> Checkin | None:
         """Create an empty folder that is kept in history."""
-        return self.commit([MakeDir(path)], **kw)
+        return self.commit([MakeDir(path)], message=message, user=user, branch=branch)
 
     def branch_new(
         self,
@@ -474,8 +525,7 @@ class Repo:
                                      tags=[mf.TagCard(kind, "sym-" + name, cid.hex())])
             aw = ArtifactWriter(txn, self._db)
             aid, _ = aw.add(ctl.to_bytes())
-            ci.index_control(ctl)
-            aw.verify_touched()
+            crosslink(txn, self._db, [aid], aw=aw, parsed={aid: ctl})
             return aid.hex()
 
         return self._env.write(txn_fn)
@@ -509,7 +559,7 @@ class Repo:
             base = mergemod.common_ancestor(ci, ours, theirs)
             if base == theirs:
                 raise UsageError(f"{theirs.hex()[:12]} is already part of {branch}")
-        files = {c: self.files(c.hex()) if c else {} for c in {base, ours, theirs}}
+        files = {c: self._files(c.hex()) if c else {} for c in {base, ours, theirs}}
         changes, conflicts = mergemod.plan(files[base], files[ours], files[theirs], strategy)
         if message is None:
             message = f"Merge {other or theirs.hex()[:12]} into {branch}"
@@ -535,10 +585,11 @@ class Repo:
 
     # ---- maintenance
     def verify(self, progress=None):
-        """Re-hash every artifact and check the indexes; returns a ``VerifyReport``."""
-        from herofossil.store.maintenance import _quiet, verify
+        """Re-hash every artifact and compare every index with a rebuild of it, in a child
+        process; returns a ``VerifyReport`` (damage is a problem in it, never a crash)."""
+        from herofossil.store.verify import _quiet, verify
 
-        return verify(self._env, progress or _quiet)
+        return verify(self._env.path, progress or _quiet)
 
     def rebuild(self, progress=None) -> dict:
         """Regenerate every index from the artifacts alone."""
@@ -589,8 +640,12 @@ class Repo:
     # ---- local, unversioned metadata (WebDAV properties and locks)
     def meta_get(self, namespace: str, key: str) -> bytes | None:
         """A value kept outside the versioned tree (not synced, kept by rebuild)."""
+        try:
+            mkey = _meta_key(namespace, key)
+        except InvalidPathError:
+            return None  # too long to have been stored
         with self._read() as txn:
-            return txn.get(_meta_key(namespace, key), db=self._db["meta"])
+            return txn.get(mkey, db=self._db["meta"])
 
     def meta_put(self, namespace: str, key: str, value: bytes) -> None:
         """Durably store an unversioned value."""
@@ -598,7 +653,11 @@ class Repo:
 
     def meta_delete(self, namespace: str, key: str) -> None:
         """Remove an unversioned value (no error when absent)."""
-        self._env.write(lambda txn: txn.delete(_meta_key(namespace, key), db=self._db["meta"]))
+        try:
+            mkey = _meta_key(namespace, key)
+        except InvalidPathError:
+            return  # too long to have been stored
+        self._env.write(lambda txn: txn.delete(mkey, db=self._db["meta"]))
 
     def meta_any(self, namespace: str) -> bool:
         """True when ``namespace`` holds at least one unversioned value."""
@@ -609,7 +668,10 @@ class Repo:
 
     def meta_items(self, namespace: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         """(key, value) of the unversioned values of ``namespace`` whose key starts with prefix."""
-        start = _meta_key(namespace, prefix)
+        try:
+            start = _meta_key(namespace, prefix)
+        except InvalidPathError:
+            return iter(())  # no stored key is that long
         ns = namespace.encode() + b"\0"
         with self._read() as txn:
             cur = txn.cursor(db=self._db["meta"])
@@ -623,10 +685,16 @@ class Repo:
 
 
 def _meta_key(namespace: str, key: str) -> bytes:
-    return namespace.encode() + b"\0" + key.encode()
+    raw = namespace.encode() + b"\0" + key.encode()
+    if len(raw) > refs.MAX_KEY:
+        raise InvalidPathError(f"metadata key {key[:40]!r}... is longer than the "
+                               f"{refs.MAX_KEY} bytes the store can key")
+    return raw
 
 
 def _check_name(name: str, what: str) -> None:
+    if isinstance(name, str) and len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
+        raise UsageError(f"bad {what} name {name[:40]!r}...: longer than {MAX_NAME} bytes")
     if not name or any(c in name for c in " \t\n\r\0") or name.startswith("-") or name == "tip":
         raise UsageError(f"bad {what} name {name!r}: no spaces, no leading '-', not 'tip'")
     if all(c in "0123456789abcdefABCDEF" for c in name):

@@ -14,6 +14,7 @@ import zstandard
 from herofossil.errors import IntegrityError, NotFoundError
 from herofossil.store import blobs
 from herofossil.store.blobs import BlobReader
+from herofossil.store.lmdbenv import Snapshot
 
 
 class ArtifactStream(io.RawIOBase):
@@ -21,10 +22,11 @@ class ArtifactStream(io.RawIOBase):
 
     def __init__(self, env, aid: bytes):
         super().__init__()
-        self._txn = env.env.begin(buffers=True)
+        # Values point into LMDB's map: the snapshot keeps a resize away until closed.
+        self._snapshot = Snapshot(env, buffers=True)
         self._aid = aid
         try:
-            stored = self._txn.get(aid, db=env.db["blob"])
+            stored = self._snapshot.txn.get(aid, db=env.db["blob"])
             if stored is None:
                 raise NotFoundError(f"artifact {aid.hex()} is not in the store")
             kind = bytes(stored[:1])
@@ -37,13 +39,10 @@ class ArtifactStream(io.RawIOBase):
                 self._source = io.BytesIO()
                 self._view = stored[1:]
             else:
-                plain = env.env.begin()
-                try:
+                with Snapshot(env) as plain:  # BlobReader wants bytes, not map views
                     self._source = io.BytesIO(BlobReader(plain, env.db["blob"]).content(aid))
-                finally:
-                    plain.abort()
         except BaseException:
-            self._txn.abort()
+            self._snapshot.close()
             raise
         if kind != blobs.RAW:
             self._view = None
@@ -108,5 +107,5 @@ class ArtifactStream(io.RawIOBase):
         if not self.closed:
             self._view = None
             self._source.close()
-            self._txn.abort()
+            self._snapshot.close()
         super().close()

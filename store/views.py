@@ -27,9 +27,10 @@ class TreeView:
             if e.name != DIR_MARKER:
                 yield e
 
-    def files(self) -> dict[str, tuple[str, str]]:
-        """path -> (artifact id, perm), markers included."""
-        return {e.path: (e.id, e.perm) for e in self.tree.walk("")}
+    def files(self, markers: bool = False) -> dict[str, tuple[str, str]]:
+        """path -> (artifact id, perm); kept-empty folders' markers only with ``markers``."""
+        return {e.path: (e.id, e.perm) for e in self.tree.walk("")
+                if markers or e.name != DIR_MARKER}
 
 
 class ManifestView:
@@ -83,5 +84,7 @@ class ManifestView:
             if is_under(name, path) and name.rpartition("/")[2] != DIR_MARKER:
                 yield self._entry(name, self._files[name])
 
-    def files(self) -> dict[str, tuple[str, str]]:
-        return {n: (c.uuid, c.perm if c.perm in ("x", "l") else "") for n, c in self._files.items()}
+    def files(self, markers: bool = False) -> dict[str, tuple[str, str]]:
+        """path -> (artifact id, perm); kept-empty folders' markers only with ``markers``."""
+        return {n: (c.uuid, c.perm if c.perm in ("x", "l") else "") for n, c in self._files.items()
+                if markers or n.rpartition("/")[2] != DIR_MARKER}

@@ -20,7 +20,7 @@ def checkout(repo, ref: str | None, dest: str, *, force: bool = False) -> int:
         raise UsageError(f"{dest} is not empty: choose an empty directory or pass --force")
     os.makedirs(dest, exist_ok=True)
     n = 0
-    for path, (aid, perm) in sorted(repo.files(ref).items()):
+    for path, (aid, perm) in sorted(repo._files(ref).items()):
         target = os.path.join(dest, *path.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if path.rpartition("/")[2] == DIR_MARKER:
@@ -70,12 +70,18 @@ def snapshot_changes(repo, root: str, branch: str | None = None) -> list:
     if not os.path.isdir(root):
         raise UsageError(f"{root} is not a directory")
     files, empty = scan(root)
-    current = repo.files(branch)
+    current = repo._files(branch)
+    on_disk = set(empty)  # every folder that exists under root
+    for path in list(files) + empty:
+        parts = path.split("/")
+        on_disk.update("/".join(parts[:i]) for i in range(1, len(parts)))
     changes: list = []
     for path in sorted(current):
-        if path.rpartition("/")[2] == DIR_MARKER:
-            folder = path.rpartition("/")[0]
-            if folder not in empty:
+        folder, _, name = path.rpartition("/")
+        if name == DIR_MARKER:
+            # A kept folder goes with its marker only when it is gone from disk;
+            # one that gained files keeps it (it stays when they go again).
+            if folder not in on_disk:
                 changes.append(Delete(path))
         elif path not in files:
             changes.append(Delete(path))

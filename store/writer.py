@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import unicodedata
 from datetime import UTC, datetime
 
 from herofossil.errors import ConflictError, InvalidPathError, NotFoundError, UsageError
@@ -21,10 +22,10 @@ from herofossil.store import manifest as mf
 from herofossil.store.artifacts import KNOWN, ArtifactWriter
 from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, PutArtifact, Rename
 from herofossil.store.checkins import MANIFESTS, Checkin, CheckinIndex
+from herofossil.store.crosslink import PERMS, crosslink, fill_tree, tree_kept_at
 from herofossil.store.paths import DIR_MARKER, is_under, normalize
 from herofossil.store.tree import Tree
 
-PERMS = ("", "x", "l")
 _NOT_LOOKED_UP = object()
 
 
@@ -57,18 +58,9 @@ def _check_expect(path: str, expect: str | None, current: bytes | None) -> None:
         seen = current.hex() if current is not None else "no file"
         raise ConflictError(
             f"{path} changed since you read it (expected {expect or 'no file'}, "
-            f"found {seen}); nothing was written: read it again and retry"
+            f"found {seen}); nothing was written: read it again and retry",
+            path=path, expected=expect, found=current.hex() if current is not None else None,
         )
-
-
-def fill_tree(tree: Tree, aw: ArtifactWriter, files: dict[str, mf.FileCard], mtime: float):
-    """Rebuild ``tree`` from a resolved file list (for forks, new tips and rebuild)."""
-    tree.clear()
-    for name in sorted(files):
-        card = files[name]
-        aid = bytes.fromhex(card.uuid)
-        size = aw.size(aid) if aw.has(aid) else 0
-        tree.put(name, card.perm if card.perm in PERMS else "", size, mtime, aid)
 
 
 class _Pending:
@@ -81,6 +73,19 @@ class _Pending:
         self.cards: dict[str, mf.FileCard] = {}
         self.replaced: list[tuple[bytes, bytes, bytes]] = []
         self.nfiles_delta = 0
+        # What each touched path held before this check-in: (id, perm), None for nothing.
+        self.before: dict[str, tuple[str, str] | None] = {}
+
+    def _remember(self, path: str, entry) -> None:
+        if path not in self.before:
+            self.before[path] = None if entry is None else (entry.id, entry.perm)
+
+    def changed(self) -> dict[str, mf.FileCard]:
+        """The cards of the paths whose state differs from before this check-in (a file
+        put and removed again, or put back as it was, is no change)."""
+        return {path: card for path, card in self.cards.items()
+                if self.before.get(path) != (None if card.uuid is None
+                                             else (card.uuid, card.perm or ""))}
 
     def put(self, path: str, aid: bytes, perm: str, size: int, entry=_NOT_LOOKED_UP) -> None:
         """Put file ``aid`` at ``path``; ``entry``: what is there (None: nothing), if the
@@ -89,15 +94,39 @@ class _Pending:
             entry = self.tree.get(path)
         if entry is not None and entry.is_dir:
             raise InvalidPathError(f"{path!r} is a directory, so it cannot be written as a file")
+        if entry is None and not path.isascii():
+            self._check_normalisation(path)
         old = None if entry is None else bytes.fromhex(entry.id)
         if old == aid and entry.perm == perm:
             return
+        self._remember(path, entry)
         self.tree.put(path, perm, size, self.mtime, aid, exists=entry is not None)
         self.cards[path] = mf.FileCard(path, aid.hex(), perm)
         if old is None:
             self.nfiles_delta += 1
 
+    def _check_normalisation(self, path: str) -> None:
+        """Refuse a new name that equals a sibling's in Unicode NFC (café vs cafe + U+0301):
+        macOS and Windows mounts would show one of them only."""
+        segs = path.split("/")
+        for n in range(1, len(segs) + 1):
+            here = "/".join(segs[:n])
+            if self.tree.get(here) is not None:
+                continue
+            name = segs[n - 1]
+            if not name.isascii():
+                want = unicodedata.normalize("NFC", name)
+                for e in self.tree.listdir("/".join(segs[:n - 1]), markers=False):
+                    if e.name != name and unicodedata.normalize("NFC", e.name) == want:
+                        raise ConflictError(
+                            f"{here!r} and the existing {e.path!r} differ only in Unicode "
+                            "normalisation (NFC/NFD): macOS and Windows show them as one "
+                            "name; nothing was written: use the existing name")
+            return
+
     def remove(self, path: str) -> None:
+        if path not in self.before:
+            self._remember(path, self.tree.get(path))
         self.tree.remove(path, self.mtime)
         self.cards[path] = mf.FileCard(path, None)
         self.nfiles_delta -= 1
@@ -133,7 +162,7 @@ class _Pending:
         self.put(path, aid, perm, len(data), entry)
 
     def _put_artifact(self, ch: PutArtifact) -> None:
-        path = normalize(ch.path)
+        path = normalize(ch.path, marker=True)
         aid = bytes.fromhex(ch.id)
         if not self.aw.has(aid):
             raise NotFoundError(f"artifact {ch.id} is not in the store")
@@ -146,7 +175,7 @@ class _Pending:
         self.put(path, aid, ch.perm, self.aw.size(aid))
 
     def _delete(self, ch: Delete) -> None:
-        path = normalize(ch.path)
+        path = normalize(ch.path, marker=True)
         entry = self.tree.get(path)
         if entry is None:
             raise NotFoundError(f"{path}: no such file or folder")
@@ -254,10 +283,11 @@ def commit(
     pending = _Pending(tree, aw, when)
     for change in changes:
         pending.apply(change)
-    if not pending.cards and not merge_parents and not tags and not allow_empty:
+    changed = pending.changed()
+    if not changed and not merge_parents and not tags and not allow_empty:
         if parent != tip:
             fill_tree(tree, aw, MANIFESTS.files(aw, tip), ci.require(tip).time)
-        ci.set_tip(branch, tip, indexed=True)
+        tree_kept_at(ci, branch, tip)
         return None
     nfiles = prec.nfiles + pending.nfiles_delta
     pm = MANIFESTS.manifest(aw, parent)
@@ -265,7 +295,7 @@ def commit(
         baseline, cards = pm.baseline, {c.name: c for c in pm.files}
     else:
         baseline, cards = parent.hex(), {}
-    cards.update(pending.cards)
+    cards.update(changed)
     full = len(cards) > delta_limit(nfiles)
     if full:  # the baseline's files with the parent's and this check-in's changes
         base = MANIFESTS.baseline(aw, bytes.fromhex(baseline)) if pm.baseline else pm
@@ -298,9 +328,9 @@ def commit(
         # whole (not worth a delta) is compressed.
         if pm.baseline and not aw.deltify(parent, cid, new_data=data):
             aw.compress(parent, cards=True)
-    record = ci.index_checkin(cid, m, nfiles, list(pending.cards), when)
-    ci.set_tip(branch, cid, indexed=True)
-    aw.verify_touched()
-    MANIFESTS.remember(cid, m)
+    linked = crosslink(txn, dbs, [cid], aw=aw, parsed={cid: m},
+                       summaries={cid: (nfiles, list(changed), when)},
+                       tree_at={branch: cid})
+    record = linked.checkins[0]
     KNOWN.add(cid, data)
     return record

@@ -47,7 +47,8 @@ def test_fossil_reconstructs_our_artifacts_and_sees_same_files_and_history(repo,
     assert _fossil_checkins(fossil, repo_file) == ours
     for ref in ("trunk", "feature", "v1.0"):
         cid = repo.resolve(ref)
-        assert _fossil_files(fossil, repo_file, cid) == sorted(repo.files(cid))
+        # Fossil sees the marker that keeps an empty folder as a file.
+        assert _fossil_files(fossil, repo_file, cid) == sorted(repo._files(cid))
     tip = repo.resolve()
     for path, (aid, _perm) in repo.files(tip).items():
         art = fossil("artifact", aid, "-R", repo_file).stdout.encode()
@@ -100,6 +101,7 @@ def test_import_rejects_a_file_whose_content_does_not_match_its_name(repo, tmp_p
     bad = tmp_path / "bad" / "ab"
     bad.mkdir(parents=True)
     (bad / ("c" * 62)).write_bytes(b"not matching")
+    repo.write("a.txt", b"a")
     tip = repo.resolve()
     with pytest.raises(herofossil.IntegrityError):
         repo.import_artifacts(str(tmp_path / "bad"))
@@ -113,7 +115,7 @@ def test_export_then_import_into_a_fresh_store_is_the_same_repository(repo, tmp_
     out = tmp_path / "arts"
     n = repo.export_artifacts(str(out))
     other = herofossil.open(tmp_path / "copy", create=True)
-    assert other.import_artifacts(str(out)) == n  # its own initial check-in differs by date
+    assert other.import_artifacts(str(out)) == n  # a new store has no check-in of its own
     assert other.import_artifacts(str(out)) == 0  # importing again adds nothing
     for ref in ("trunk", "feature", "v1.0"):
         assert other.files(ref) == repo.files(ref)

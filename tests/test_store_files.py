@@ -156,7 +156,8 @@ def test_commit_of_several_changes_is_one_checkin(repo):
     ci = repo.commit([Put("c", b"c"), Delete("a"), Rename("b", "bb"), MakeDir("m")],
                      message="several")
     assert len(repo.log()) == n + 1 and ci.comment == "several"
-    assert sorted(repo.files()) == ["bb", "c", "m/.herofossil-dir"]
+    assert sorted(repo.files()) == ["bb", "c"]
+    assert [(e.path, e.is_dir) for e in repo.ls()] == [("bb", False), ("c", False), ("m", True)]
 
 
 @pytest.mark.parametrize("make", [lambda: b"compressible line\n" * 200_000,

@@ -18,18 +18,39 @@ from herofossil.errors import (
 __version__ = "0.1.0"
 
 
-def open(path=None, *, create: bool = False, **kw):  # noqa: A001 - mirrors the builtin
+def open(path=None, *, create: bool = False, readonly: bool = False,  # noqa: A001
+         map_size: int | None = None):
     """Open the store at ``path`` (default: ``$HEROFOSSIL_REPO`` or the embedded default).
 
-    With ``create=True`` a missing store is created. Returns a ``Repo``.
+    With ``create=True`` a missing store is created; ``readonly`` opens it for
+    reading only (works on a store you may not write, waits for no writer).
+    Returns a ``Repo``.
     """
     from herofossil.repo import Repo
 
-    return Repo.open(path, create=create, **kw)
+    kw = {} if map_size is None else {"map_size": map_size}
+    return Repo.open(path, create=create, readonly=readonly, **kw)
 
+
+def __getattr__(name: str):
+    # The store's types load with the store, not with every ``import herofossil``
+    # (the command line's --help and the error classes need none of it).
+    if name in _STORE_TYPES:
+        from herofossil import repo
+        from herofossil.store import changes, checkins, tree
+
+        found = {"Put": changes.Put, "Delete": changes.Delete, "Rename": changes.Rename,
+                 "MakeDir": changes.MakeDir, "Checkin": checkins.Checkin,
+                 "Entry": tree.Entry, "Repo": repo.Repo}
+        return found[name]
+    raise AttributeError(f"module 'herofossil' has no attribute {name!r}")
+
+
+_STORE_TYPES = ("Put", "Delete", "Rename", "MakeDir", "Checkin", "Entry", "Repo")
 
 __all__ = [
     "open",
+    *_STORE_TYPES,
     "HeroFossilError",
     "UsageError",
     "NotFoundError",

@@ -20,7 +20,9 @@ EPILOG = """\
 The store is STORE (-R), else $HEROFOSSIL_REPO, else the embedded default
 store in $XDG_DATA_HOME/herofossil/default (~/.local/share/...), created on
 first use. Versions (REF) are a check-in id or unique prefix (4+ hex digits),
-a branch, a tag, 'tip', a date 'YYYY-MM-DD[ HH:MM[:SS]]' or 'BRANCH@DATE'.
+a branch (after 'import git', Git's name of its default branch, e.g. 'main',
+names trunk), a tag, 'tip', a date 'YYYY-MM-DD[ HH:MM[:SS]]' (UTC) or
+'BRANCH@DATE'. Paths are UTF-8, at most 400 bytes.
 
 exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 integrity,
 6 bad delta, 7 parse error, 8 auth, 9 bad path, 10 store unusable,
@@ -34,12 +36,14 @@ class _Parser(argparse.ArgumentParser):
         raise errors.UsageError(f"{where}: {message} (see --help)")
 
 
-def _repo(args, create: bool = False):
+def _repo(args, create: bool = False, readonly: bool = False):
+    """The store of ``-R`` (or the default one); ``readonly`` for commands that only read:
+    they wait for no writer and work on a store the user may only read."""
     from herofossil.repo import Repo
 
     if args.repository is None:
-        return Repo.open(None)
-    return Repo.open(args.repository, create=create)
+        return Repo.open(None, readonly=readonly)
+    return Repo.open(args.repository, create=create, readonly=readonly)
 
 
 def _progress(args) -> Progress:
@@ -87,14 +91,14 @@ def cmd_put(args):
 
 
 def cmd_cat(args):
-    with _repo(args) as repo:
+    with _repo(args, readonly=True) as repo:
         data = repo.read(args.path, at=args.at)
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
 
 
 def cmd_ls(args):
-    with _repo(args) as repo:
+    with _repo(args, readonly=True) as repo:
         entries = repo.walk(args.dir or "", at=args.at) if args.recursive else repo.ls(
             args.dir or "", at=args.at)
     for e in entries:
@@ -137,13 +141,13 @@ def cmd_commit(args):
 
 
 def cmd_checkout(args):
-    with _repo(args) as repo:
+    with _repo(args, readonly=True) as repo:
         n = repo.checkout(args.ref, args.dir, force=args.force)
     _out(f"wrote {n} files to {args.dir}")
 
 
 def cmd_log(args):
-    with _repo(args) as repo:
+    with _repo(args, readonly=True) as repo:
         entries = repo.log(args.path, at=args.at, limit=args.n)
     for c in entries:
         if args.oneline:
@@ -162,7 +166,7 @@ def cmd_log(args):
 
 
 def cmd_diff(args):
-    with _repo(args) as repo:
+    with _repo(args, readonly=True) as repo:
         changes = repo.diff(args.ref1, args.ref2, args.path)
         for ch in changes:
             if args.stat:
@@ -187,11 +191,13 @@ def cmd_branch(args):
     with _repo(args) as repo:
         if args.action in (None, "list"):
             tips = repo.branches()
+            git_names = {b: a for a, b in repo.branch_aliases().items()}
             for name in sorted(tips):
                 leaves = repo.leaves(name)
                 mark = "*" if name == repo.default_branch else " "
                 fork = f"  ({len(leaves)} leaves: merge to join)" if len(leaves) > 1 else ""
-                _out(f"{mark} {name:<20} {tips[name][:12]}{fork}")
+                label = f"{name} (git: {git_names[name]})" if name in git_names else name
+                _out(f"{mark} {label:<20} {tips[name][:12]}{fork}")
         elif args.action == "new":
             if not args.name:
                 raise errors.UsageError("branch new: name the branch")
@@ -227,14 +233,21 @@ def cmd_merge(args):
 
 
 def cmd_verify(args):
+    # The store is not opened here: opening a damaged data file can crash liblmdb,
+    # and verify's checker (a child process) is the one that may crash.
+    from herofossil.store.repo import default_store_path
+    from herofossil.store.verify import verify
+
     progress = _progress(args)
-    with _repo(args) as repo:
-        report = repo.verify(progress)
+    report = verify(args.repository or default_store_path(), progress)
     progress.close()
+    if len(report.problems) == 1:
+        raise errors.IntegrityError(f"verify found a problem: {report.problems[0]}")
     for p in report.problems:
         sys.stderr.write(f"herofossil: {p}\n")
     if not report.ok:
-        raise errors.IntegrityError(f"verify found {len(report.problems)} problem(s)")
+        raise errors.IntegrityError(f"verify found {len(report.problems)} problems: the store "
+                                    "is damaged (see above)")
     _out(f"ok: {report.artifacts} artifacts, {report.checkins} check-ins verified"
          + (f", {report.phantoms} phantoms" if report.phantoms else ""))
 
@@ -255,7 +268,7 @@ def cmd_compact(args):
 
 
 def cmd_stats(args):
-    with _repo(args) as repo:
+    with _repo(args, readonly=True) as repo:
         s = repo.stats()
         tables = repo.table_sizes() if args.tables else None
     if args.json:
@@ -289,7 +302,7 @@ def cmd_import(args):
 
         with _repo(args, create=True) as repo:
             return git_import(repo, args.dir, args.incremental, progress)
-    with _repo(args) as repo:
+    with _repo(args, create=True) as repo:
         n = repo.import_artifacts(args.dir, progress)
     progress.close()
     _out(f"imported {n} new artifacts from {args.dir}")
@@ -341,7 +354,7 @@ def _announce(line: str) -> None:
 
 
 def cmd_check(args):
-    with _repo(args) as repo:
+    with _repo(args, readonly=True) as repo:
         checked, problems = repo.check(args.ref)
     for p in problems:
         _out(str(p))
@@ -444,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("kind", choices=["artifacts", "git"])
     sp.add_argument("dir")
     sp = cmd("import", cmd_import, "import artifacts DIR: a fossil deconstruct directory; "
-             "import git GITDIR: every branch and tag of a Git repository")
+             "import git GITDIR: every branch and tag of a Git repository; a missing "
+             "STORE is created")
     sp.add_argument("kind", choices=["artifacts", "git"])
     sp.add_argument("dir")
     sp.add_argument("--incremental", action="store_true",

@@ -9,9 +9,22 @@ from __future__ import annotations
 
 
 class HeroFossilError(Exception):
-    """Something went wrong in herofossil."""
+    """Something went wrong in herofossil.
+
+    Besides its message, an error carries what it is about as fields (each
+    subclass names its own; absent ones are None), for callers that act on it.
+    """
 
     exit_code = 1
+    fields: tuple[str, ...] = ()
+
+    def __init__(self, message: str = "", **fields):
+        unknown = set(fields) - set(self.fields)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        for name in self.fields:
+            setattr(self, name, fields.get(name))
+        super().__init__(message)
 
 
 class UsageError(HeroFossilError):
@@ -21,15 +34,24 @@ class UsageError(HeroFossilError):
 
 
 class NotFoundError(HeroFossilError):
-    """A path, version, artifact or store does not exist."""
+    """A path, version, artifact or store does not exist.
+
+    Fields: ``path`` (the path looked up), ``ref`` (the version it was looked up at).
+    """
 
     exit_code = 3
+    fields = ("path", "ref")
 
 
 class ConflictError(HeroFossilError):
-    """A write was based on a version that is no longer current; nothing was written."""
+    """A write was based on a version that is no longer current; nothing was written.
+
+    Fields: ``path``, ``expected`` (the artifact id, or state, the writer expected)
+    and ``found`` (the artifact id there now, or None for no file).
+    """
 
     exit_code = 4
+    fields = ("path", "expected", "found")
 
 
 class IntegrityError(HeroFossilError):
@@ -82,6 +104,7 @@ class StoreError(HeroFossilError):
     """The store cannot be opened or used (missing, not a store, locked, full disk)."""
 
     exit_code = 10
+    fields = ("store",)
 
 
 __all__ = [

@@ -105,6 +105,49 @@ def lmdb_rate(tmp: Path, n_writes: int) -> float:
         env.close()
 
 
+def large_file_seconds(tmp: Path, mib: int) -> tuple[float, float, float]:
+    """Seconds to write a ``mib`` MiB random binary as a new file, then a new version of it
+    unrelated to the first, then a new version with 1% of it edited (each one check-in)."""
+    import random
+
+    import herofossil
+
+    rnd = random.Random(mib)
+    size = mib << 20
+    first, unrelated = rnd.randbytes(size), rnd.randbytes(size)
+    edited = bytearray(unrelated)
+    for _ in range(100):
+        at = rnd.randrange(size - (size // 10_000) - 1)
+        edited[at:at + size // 10_000] = rnd.randbytes(size // 10_000)
+    repo = herofossil.open(tmp / f"big{mib}", create=True)
+    try:
+        times = []
+        for data in (first, unrelated, bytes(edited)):
+            t0 = time.perf_counter()
+            repo.write("big.bin", data)
+            times.append(time.perf_counter() - t0)
+        return times[0], times[1], times[2]
+    finally:
+        repo.close()
+
+
+def large_file_rows(tmp: Path, sizes: list[int]) -> list[Row]:
+    """A new version of a large binary against its first version (written whole)."""
+    w = "4b new version of a large binary"
+    rows = []
+    for mib in sizes:
+        progress(f"large file: {mib} MiB, new and rewritten")
+        new, unrelated, edited = large_file_seconds(tmp, mib)
+        rows.append(Row(w, f"{mib} MiB, unrelated version", unrelated, "s",
+                        "first version (written whole)", new, budget=("<=", 4.0),
+                        note="budget: any write costs a small multiple of writing the file "
+                        "whole (dissimilar versions are not delta-encoded)"))
+        rows.append(Row(w, f"{mib} MiB, 1% edited version", edited, "s",
+                        "first version (written whole)", new,
+                        note="similar versions are delta-encoded (the old becomes a delta)"))
+    return rows
+
+
 def run(ctx) -> list[Row]:
     """Writes per second on a 100-file tree, herofossil against each other system."""
     n_hf = 200 if ctx.size != "S" else 50
@@ -137,4 +180,6 @@ def run(ctx) -> list[Row]:
         gi = git_rate(tmp, 100, n_tool)
         rows.append(Row(w, "writes/s", hf, "/s", "git commit -a", gi, better="higher",
                         note="git defaults: objects are not fsynced, so not durable"))
+        sizes = {"S": [1, 4], "M": [1, 16]}.get(ctx.size, [1, 16, 256])
+        rows += large_file_rows(tmp, sizes)
     return rows

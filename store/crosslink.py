@@ -1,0 +1,254 @@
+"""Local state from artifacts: the one builder of derived state (Fossil's crosslink).
+
+Whatever brings artifacts into the store — a write, an import, a rebuild,
+a sync — stores them first and then calls ``crosslink`` with their ids, in
+the same transaction. It is the only code that turns artifacts into the
+local tables: check-in records and their sequence, parent/child links,
+leaves, sym-tags (from manifests and control artifacts), the path log,
+phantoms for what they reference but the store lacks, and the branch tips
+with their tree index. It can also reverse-deltify what arrived (a file's
+older version becomes a delta on its newer one, and a parent's manifest on
+its child's), as local writes are stored.
+
+Callers that already know something pass it in, so that it is not
+computed twice: the parsed artifacts (``parsed``), a check-in's file count
+and changed paths (``summaries``), a tree index already brought to a
+check-in (``tree_at``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from herofossil.errors import HeroFossilError, IntegrityError
+from herofossil.store import manifest as mf
+from herofossil.store.artifacts import ArtifactWriter
+from herofossil.store.checkins import (
+    DEFAULT_BRANCH,
+    MANIFESTS,
+    Checkin,
+    CheckinIndex,
+    checkin_summary,
+)
+from herofossil.store.tree import Tree
+
+Progress = Callable[[str, int, int | None], None]
+PERMS = ("", "x", "l")
+
+
+def _quiet(label: str, done: int, total: int | None) -> None:
+    return None
+
+
+@dataclass
+class Linked:
+    """What one ``crosslink`` call indexed."""
+
+    checkins: list[Checkin] = field(default_factory=list)
+    controls: int = 0
+    branches: set[str] = field(default_factory=set)
+
+
+def topological(manifests: dict[bytes, mf.Manifest]) -> list[bytes]:
+    """Check-in ids ordered parents first (among ``manifests``), ties by date."""
+    pending = {}
+    children: dict[bytes, list[bytes]] = {}
+    for cid, m in manifests.items():
+        ps = [bytes.fromhex(p) for p in m.parents if bytes.fromhex(p) in manifests]
+        pending[cid] = len(ps)
+        for p in ps:
+            children.setdefault(p, []).append(cid)
+    ready = [(manifests[c].date, c) for c, n in pending.items() if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, cid = heapq.heappop(ready)
+        order.append(cid)
+        for ch in children.get(cid, []):
+            pending[ch] -= 1
+            if pending[ch] == 0:
+                heapq.heappush(ready, (manifests[ch].date, ch))
+    if len(order) != len(manifests):
+        raise IntegrityError("check-ins form a cycle; the store is damaged")
+    return order
+
+
+def fill_tree(tree: Tree, aw: ArtifactWriter, files: dict[str, mf.FileCard], mtime: float):
+    """Rebuild ``tree`` from a resolved file list (a moved tip, a fork, a rebuild)."""
+    tree.clear()
+    for name in sorted(files):
+        card = files[name]
+        aid = bytes.fromhex(card.uuid)
+        size = aw.size(aid) if aw.has(aid) else 0
+        tree.put(name, card.perm if card.perm in PERMS else "", size, mtime, aid)
+
+
+def tree_kept_at(ci: CheckinIndex, branch: str, cid: bytes) -> None:
+    """Record that ``branch``'s tree index now holds check-in ``cid``, its tip (a writer
+    brought it there, change by change)."""
+    ci.set_tip(branch, cid, indexed=True)
+
+
+def crosslink(
+    txn,
+    dbs,
+    aids: Iterable[bytes],
+    *,
+    aw: ArtifactWriter | None = None,
+    reader=None,
+    parsed: dict[bytes, mf.Manifest | mf.ControlArtifact] | None = None,
+    summaries: dict[bytes, tuple[int, list[str] | None, float | None]] | None = None,
+    update_tips: bool = True,
+    indexed: Iterable[str] = (),
+    touch: Iterable[str] = (),
+    tree_at: dict[str, bytes] | None = None,
+    deltify: bool = False,
+    progress: Progress = _quiet,
+) -> Linked:
+    """Derive the local state of the artifacts ``aids``, which are now stored.
+
+    ``aw``: the transaction's ArtifactWriter (a new one if None); ``reader``:
+    what reads contents (default ``aw``). Artifacts that are not manifests
+    or control artifacts (file contents) need nothing but phantom bookkeeping,
+    which storing them did. ``update_tips``: point every branch that got a
+    check-in at its newest leaf; its tree index is kept where it was kept,
+    for the default branch of a new store, and for the branches in
+    ``indexed``; ``touch``: more branches to bring up to date (an earlier batch's).
+    ``deltify``: store what arrived as reverse deltas.
+    """
+    aw = aw or ArtifactWriter(txn, dbs)
+    reader = reader or aw
+    parsed = parsed or {}
+    summaries = summaries or {}
+    ci = CheckinIndex(txn, dbs)
+    manifests: dict[bytes, mf.Manifest] = {}
+    controls: list[mf.ControlArtifact] = []
+    for aid in aids:
+        art = parsed.get(aid)
+        if art is None:
+            if ci.get(aid) is not None:
+                continue
+            try:
+                art = mf.parse_artifact(reader.content(aid))
+            except HeroFossilError:  # file content, or not ours to index
+                continue
+        if isinstance(art, mf.Manifest):
+            if ci.get(aid) is None:
+                manifests[aid] = art
+        elif isinstance(art, mf.ControlArtifact):
+            controls.append(art)
+    linked = Linked(controls=len(controls))
+    order = topological(manifests)
+    seen: set[str] = set()
+    for n, cid in enumerate(order, 1):
+        m = manifests[cid]
+        MANIFESTS.remember(cid, m)
+        # Every file a check-in references is a card of it or of its baseline, which is a
+        # check-in too: looking at each manifest's own cards covers all references once.
+        for ref in [*m.parents, *(c.uuid for c in m.files if c.uuid)]:
+            if len(ref) == 64 and ref not in seen:
+                seen.add(ref)
+                aw.add_phantom(bytes.fromhex(ref))
+        if cid in summaries:
+            nfiles, changed, when = summaries[cid]
+        else:
+            nfiles, changed = _summary(ci, reader, m, manifests)
+            when = None
+        record = ci.index_checkin(cid, m, nfiles, changed, when)
+        linked.checkins.append(record)
+        linked.branches.add(record.branch)
+        if deltify:
+            _deltify_checkin(aw, reader, cid, m, changed)
+        if n % 64 == 0:
+            progress("index check-ins", n, len(order))
+    for ctl in sorted(controls, key=lambda c: c.date):  # stable: ties keep arrival order
+        ci.index_control(ctl)
+    if update_tips:
+        keep = set(indexed)
+        for branch in sorted(linked.branches | set(touch) | (keep & set(ci.branches()))):
+            _update_tip(txn, dbs, aw, reader, ci, branch, branch in keep,
+                        (tree_at or {}).get(branch))
+    if order:
+        progress("index check-ins", len(order), len(order))
+    return linked
+
+
+def _summary(ci: CheckinIndex, reader, m: mf.Manifest, new: dict[bytes, mf.Manifest]
+             ) -> tuple[int, list[str] | None]:
+    pid = m.parents[0] if m.parents else None
+    parent = None
+    if pid is not None:
+        pkey = bytes.fromhex(pid)
+        parent = new.get(pkey)
+        if parent is None and ci.get(pkey) is not None:
+            try:
+                parent = MANIFESTS.manifest(reader, pkey)
+            except HeroFossilError:
+                parent = None
+    try:
+        return checkin_summary(m, parent, pid if parent else None,
+                               lambda h: MANIFESTS.files(reader, bytes.fromhex(h)))
+    except HeroFossilError:  # a baseline or parent manifest is missing: index it anyway
+        return len(m.files), None
+
+
+def _deltify_checkin(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest,
+                     changed: list[str] | None) -> None:
+    """Older versions of what ``cid`` changed become reverse deltas on its versions."""
+    if not m.parents or not changed:
+        return
+    pid = bytes.fromhex(m.parents[0])
+    try:
+        before = MANIFESTS.files(reader, pid)
+        after = MANIFESTS.files(reader, cid)
+    except HeroFossilError:
+        return
+    for path in changed:
+        old, new = before.get(path), after.get(path)
+        if old is None or new is None or old.uuid == new.uuid:
+            continue
+        a, b = bytes.fromhex(old.uuid), bytes.fromhex(new.uuid)
+        if aw.has(a) and aw.has(b):
+            aw.deltify(a, b)
+    if aw.has(pid):
+        aw.deltify(pid, cid)
+
+
+def _update_tip(txn, dbs, aw: ArtifactWriter, reader, ci: CheckinIndex, branch: str,
+                keep_index: bool, tree_at: bytes | None) -> None:
+    """Point ``branch`` at its newest leaf, with its tree index where one is kept."""
+    tip = ci.newest_leaf(branch)
+    indexed = keep_index or ci.indexed(branch) or (
+        ci.tip(branch) is None and branch == DEFAULT_BRANCH)
+    if tree_at is not None and tip == tree_at:
+        tree_kept_at(ci, branch, tip)
+        return
+    if ci.tip(branch) == tip and ci.indexed(branch) == indexed and tree_at is None:
+        return
+    ci.set_tip(branch, tip, indexed=indexed)
+    if indexed:
+        fill_tree(Tree(txn, dbs["tree"], branch), aw, MANIFESTS.files(reader, tip),
+                  ci.require(tip).time)
+
+
+def set_tips(txn, dbs, aw: ArtifactWriter, reader, branches: Iterable[str], *,
+             indexed: Iterable[str], tips: dict[str, bytes] | None = None) -> None:
+    """Give each of ``branches`` (in a store whose tips were dropped: a rebuild) its tip:
+    its newest leaf, or ``tips[branch]`` where that is a check-in of the branch (a
+    branch ``tips`` leaves out gets none); a tree index for those in ``indexed``."""
+    ci = CheckinIndex(txn, dbs)
+    keep = set(indexed)
+    for branch in branches:
+        tip = ci.newest_leaf(branch)
+        if tips is not None:
+            if branch not in tips:
+                continue
+            rec = ci.get(tips[branch])
+            if rec is not None and rec.branch == branch:
+                tip = tips[branch]
+        ci.set_tip(branch, tip, indexed=branch in keep)
+        if branch in keep:
+            fill_tree(Tree(txn, dbs["tree"], branch), aw, MANIFESTS.files(reader, tip),
+                      ci.require(tip).time)

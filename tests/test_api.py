@@ -1,0 +1,40 @@
+"""The public API: what ``import herofossil`` offers, and errors that carry fields."""
+
+from __future__ import annotations
+
+import pytest
+
+import herofossil
+
+
+def test_the_package_exports_what_a_caller_needs(tmp_path):
+    from herofossil.store import changes, checkins, tree
+
+    assert herofossil.Put is changes.Put and herofossil.MakeDir is changes.MakeDir
+    assert herofossil.Checkin is checkins.Checkin and herofossil.Entry is tree.Entry
+    for name in herofossil.__all__:
+        assert getattr(herofossil, name) is not None
+    with herofossil.open(tmp_path / "s", create=True) as repo:
+        ci = repo.commit([herofossil.Put("a.txt", b"a"), herofossil.MakeDir("d")])
+        assert isinstance(ci, herofossil.Checkin)
+        assert isinstance(repo.stat("a.txt"), herofossil.Entry)
+
+
+def test_errors_carry_what_they_are_about(tmp_path):
+    with herofossil.open(tmp_path / "s", create=True) as repo:
+        first = repo.write("f.txt", b"one")
+        seen = repo.stat("f.txt").id
+        repo.write("f.txt", b"two")
+        with pytest.raises(herofossil.ConflictError) as conflict:
+            repo.write("f.txt", b"three", expect=seen)
+        assert conflict.value.path == "f.txt"
+        assert conflict.value.expected == seen
+        assert conflict.value.found == repo.stat("f.txt").id != seen
+        with pytest.raises(herofossil.NotFoundError) as missing:
+            repo.read("nope.txt", at=first.id)
+        assert (missing.value.path, missing.value.ref) == ("nope.txt", first.id)
+        with pytest.raises(herofossil.NotFoundError) as version:
+            repo.read("f.txt", at="no-such-branch")
+        assert version.value.ref == "no-such-branch"
+    with pytest.raises(TypeError, match="no field"):
+        herofossil.ConflictError("x", colour="red")
