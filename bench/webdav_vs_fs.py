@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import herofossil
 from herofossil.store.changes import Put
-from herofossil.webdav.child import ServeProcess
+from tests.webdav_child import ServeProcess
 
 PROPFIND_BODY = (
     b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>'

@@ -13,7 +13,6 @@ import json
 import resource
 import subprocess
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from herofossil.errors import InvalidPathError
@@ -43,6 +42,7 @@ from herofossil.gitimport.objects import (
 )
 from herofossil.gitimport.stream import CommitStream
 from herofossil.store import manifest as mf
+from herofossil.store.lru import LRU
 from herofossil.store.paths import normalize
 from herofossil.store.repo import default_user
 from herofossil.store.writer import delta_limit
@@ -122,8 +122,8 @@ class Importer:
         self.index = GitIndex(repo)
         self.result = ImportResult()
         self.cids: dict[str, str] = {}
-        self.states: OrderedDict[str, _State] = OrderedDict()
-        self.baselines: OrderedDict[str, dict] = OrderedDict()
+        self.states = LRU(max_items=256)  # check-in id -> _State
+        self.baselines = LRU(max_items=8)  # baseline id -> its files by name
         self.blobs: dict[str, str] = {}
         self.seen_blobs: set[str] = set()
         self.memo: dict[str, tuple[bool, bool]] = {}
@@ -176,9 +176,8 @@ class Importer:
 
     # ---- state of imported check-ins
     def _state(self, cid: str) -> _State:
-        st = self.states.get(cid)
+        st = self.states.get(cid, refresh=True)
         if st is not None:
-            self.states.move_to_end(cid)
             return st
         self.bulk.flush()
         m = self.repo.manifest(cid)
@@ -190,7 +189,7 @@ class Importer:
                         rec.branch, True)
         else:
             st = _State(cid, cid, {}, rec.nfiles, overrides, rec.branch, False)
-        self._remember(self.states, cid, st, 256)
+        self.states.put(cid, st)
         return st
 
     def _baseline_files(self, bid: str) -> dict:
@@ -198,15 +197,8 @@ class Importer:
         if files is None:
             self.bulk.flush()
             files = {f.name: f for f in self.repo.manifest(bid).files}
-        self._remember(self.baselines, bid, files, 8)
+        self.baselines.put(bid, files)
         return files
-
-    @staticmethod
-    def _remember(cache: OrderedDict, key, value, size: int) -> None:
-        cache[key] = value
-        cache.move_to_end(key)
-        while len(cache) > size:
-            cache.popitem(last=False)
 
     # ---- trees
     def _raw(self, sha: str, objects: dict) -> bytes:
@@ -277,20 +269,60 @@ class Importer:
         b = self.bulk
         sha = item.sha
         info = CommitInfo(item.raw, sha)
+        pcids = self._parent_checkins(info, sha)
+        ps = self._state(pcids[0]) if pcids else None
+        cards = dict(ps.cards) if ps else {}
+        base = self._baseline_files(ps.baseline) if ps else {}
+        overrides = dict(ps.overrides) if ps else {}
+        objects = item.objects
+        objects[info.tree] = item.root
+        changed, new_trees, gone_dirs, nfiles = self._file_changes(
+            item, base, cards, ps.nfiles if ps else 0)
+        self._tree_overrides(info.tree, new_trees, gone_dirs, overrides, objects)
+        tags, branch = self._tags(item.raw, ps, overrides, assigned.get(sha))
+        name, email, when = split_ident(info.committer)
+        full = ps is None or len(cards) > delta_limit(nfiles)
+        if full:
+            files = mf.overlay_cards(dict(base), cards.values())
+            fcards, baseline = list(files.values()), None
+        else:
+            fcards, baseline = list(cards.values()), ps.baseline
+        m = mf.Manifest(comment=info.text() or "(no message)", date=mf.datetime_to_date(when),
+                        user=email or name or "unknown", files=fcards,
+                        parents=pcids, tags=tags, baseline=baseline)
+        cid = b.add_checkin(m, nfiles=nfiles, changed=changed)
+        if full:
+            if ps is not None:
+                b.deltify(ps.baseline, cid)
+            self.baselines.put(cid, files)
+            st = _State(cid, cid, {}, nfiles, overrides, branch, False)
+        else:
+            if ps.is_delta and ps.baseline == baseline:
+                b.deltify(ps.cid, cid)
+            st = _State(cid, baseline, cards, nfiles, overrides, branch, True)
+        self.states.put(cid, st)
+        self.cids[sha] = cid
+        self.index.map(sha, cid)
+        return cid
+
+    def _parent_checkins(self, info: CommitInfo, sha: str) -> list[str]:
+        """The check-in ids of commit ``sha``'s parents, in order (each imported already)."""
         pcids = []
         for p in info.parents:
             pcid = self.cids.get(p) or self.index.checkin_of(p)
             if pcid is None:
                 raise GitObjectError(f"commit {sha}: parent {p} was not imported")
             pcids.append(pcid)
-        ps = self._state(pcids[0]) if pcids else None
-        cards = dict(ps.cards) if ps else {}
-        base = self._baseline_files(ps.baseline) if ps else {}
-        nfiles = ps.nfiles if ps else 0
-        overrides = dict(ps.overrides) if ps else {}
-        changed, new_trees, gone_dirs = [], [], []
+        return pcids
+
+    def _file_changes(self, item, base: dict, cards: dict, nfiles: int):
+        """Apply the commit's changed files to ``cards`` (the delta on ``base``, the
+        baseline's files); returns (changed paths, (path, sha) of new or changed trees,
+        paths of trees gone, file count)."""
+        b = self.bulk
+        sha = item.sha
         objects = item.objects
-        objects[info.tree] = item.root
+        changed, new_trees, gone_dirs = [], [], []
         for ch in item.changes:
             old_file = file_perm(ch.old_mode) is not None
             new_perm = file_perm(ch.new_mode) if ch.status != "D" else None
@@ -322,10 +354,17 @@ class Importer:
                 old_aid = self.blobs.get(ch.old)
                 if old_aid is not None and old_aid != aid:
                     b.deltify(old_aid, aid)
+        return changed, new_trees, gone_dirs, nfiles
+
+    def _tree_overrides(self, root_tree: str, new_trees: list, gone_dirs: list,
+                        overrides: dict, objects: dict) -> None:
+        """Update ``overrides`` (path -> artifact of a Git tree that the export could not
+        rebuild byte for byte) for the root tree and the commit's new trees."""
+        b = self.bulk
         for d in gone_dirs:
             for p in [p for p in overrides if p == d or p.startswith(d + "/")]:
                 del overrides[p]
-        for path, tsha in [("", info.tree), *new_trees]:
+        for path, tsha in [("", root_tree), *new_trees]:
             if not self._evaluate(tsha, objects)[0]:
                 old = overrides.get(path)
                 overrides[path] = b.add_blob(self._raw(tsha, objects))
@@ -333,39 +372,21 @@ class Importer:
                     b.deltify(old, overrides[path])
             else:
                 overrides.pop(path, None)
-        raw_aid = b.add_blob(item.raw)
-        tags = [mf.TagCard("+", TAG_COMMIT, "*", raw_aid)]
+
+    def _tags(self, raw: bytes, ps: _State | None, overrides: dict,
+              assigned: str | None) -> tuple[list[mf.TagCard], str]:
+        """(T cards, branch) of the check-in: the raw commit, the tree overrides, and the
+        branch tags where it starts a branch (``assigned``: its branch, if the plan set one)."""
+        b = self.bulk
+        tags = [mf.TagCard("+", TAG_COMMIT, "*", b.add_blob(raw))]
         if overrides:
             tags.append(mf.TagCard("+", TAG_TREES, "*", b.add_blob(encode_trees(overrides))))
-        branch = assigned.get(sha) or (ps.branch if ps else DEFAULT_BRANCH)
+        branch = assigned or (ps.branch if ps else DEFAULT_BRANCH)
         if ps is None or branch != ps.branch:
             tags += [mf.TagCard("*", "branch", "*", branch), mf.TagCard("*", "sym-" + branch, "*")]
             if ps is not None:
                 tags.append(mf.TagCard("-", "sym-" + ps.branch, "*"))
-        name, email, when = split_ident(info.committer)
-        full = ps is None or len(cards) > delta_limit(nfiles)
-        if full:
-            files = mf.overlay_cards(dict(base), cards.values())
-            fcards, baseline = list(files.values()), None
-        else:
-            fcards, baseline = list(cards.values()), ps.baseline
-        m = mf.Manifest(comment=info.text() or "(no message)", date=mf.datetime_to_date(when),
-                        user=email or name or "unknown", files=fcards,
-                        parents=pcids, tags=tags, baseline=baseline)
-        cid = b.add_checkin(m, nfiles=nfiles, changed=changed)
-        if full:
-            if ps is not None:
-                b.deltify(ps.baseline, cid)
-            self._remember(self.baselines, cid, files, 8)
-            st = _State(cid, cid, {}, nfiles, overrides, branch, False)
-        else:
-            if ps.is_delta and ps.baseline == baseline:
-                b.deltify(ps.cid, cid)
-            st = _State(cid, baseline, cards, nfiles, overrides, branch, True)
-        self._remember(self.states, cid, st, 256)
-        self.cids[sha] = cid
-        self.index.map(sha, cid)
-        return cid
+        return tags, branch
 
     # ---- refs
     def _record_refs(self, refs, default_ref) -> None:

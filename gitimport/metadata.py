@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 from herofossil.gitimport.objects import object_id
 from herofossil.store import manifest as mf
-from herofossil.store.extras import iter_artifacts, meta_get_many, meta_update
+from herofossil.store.maintenance import iter_artifacts
+from herofossil.store.meta import meta_get_many, meta_update
 
 NS = "git"
 TAG_COMMIT = "git-commit"

@@ -269,30 +269,14 @@ def _action(lines: list[str], starts: list[int], i: int, common: int,
     """Read the action starting on line ``i``; return it and the index of the line after it."""
     line = lines[i]
     lead = len(line) - len(line.lstrip(" \t"))
-    m = _HEAD.match(line, lead)
-    assert m is not None
-    head = m.group()
-    full = head.lstrip("!")
-    bangs = len(head) - len(full)
-    if bangs > 4:
-        raise _err(f"an action starts with 1 to 4 '!', found {bangs}", file, i)
-    parts = full.split(".")
-    if len(parts) > 2:
-        raise _err(f"action name {full!r} has {len(parts)} parts: expected 'actor.name' or "
-                   "'name'", file, i)
-    actor, name = ("core", parts[0]) if len(parts) == 1 else parts
-    actor, name = name_fix(actor), name_fix(name)
-    if not actor or not name:
-        raise _err(f"expected an action name after {'!' * bangs!r}, found {full!r}", file, i)
-    params = Params(file, i + 1)
-    act = Action(KINDS[bangs], actor, name, params, "", i + 1, file)
+    act, col = _action_head(line, lead, file, i)
+    params = act.params
     named = params._named
     pending: list[str] = []
     pstart = 0  # offset of the first pending `//` line
     first: Param | None = None  # the parameter that started the current line
     n = len(lines)
     li = i
-    col = m.end()
     base = starts[li]
     L = len(line)
     head_comment = False
@@ -362,16 +346,45 @@ def _action(lines: list[str], starts: list[int], i: int, common: int,
         if first is None or p.line != li + 1:
             first = p
     params.end_comment = "\n".join(pending)
-    idp = named.pop("id", None)
+    _action_end(act, lines, starts, i, li, lead, head_comment)
+    return act, li + 1
+
+
+def _action_head(line: str, lead: int, file: str | None, i: int) -> tuple[Action, int]:
+    """The action named by ``!!actor.name`` at ``line[lead:]`` (line ``i``), still without
+    parameters, and the column after its name."""
+    m = _HEAD.match(line, lead)
+    assert m is not None
+    head = m.group()
+    full = head.lstrip("!")
+    bangs = len(head) - len(full)
+    if bangs > 4:
+        raise _err(f"an action starts with 1 to 4 '!', found {bangs}", file, i)
+    parts = full.split(".")
+    if len(parts) > 2:
+        raise _err(f"action name {full!r} has {len(parts)} parts: expected 'actor.name' or "
+                   "'name'", file, i)
+    actor, name = ("core", parts[0]) if len(parts) == 1 else parts
+    actor, name = name_fix(actor), name_fix(name)
+    if not actor or not name:
+        raise _err(f"expected an action name after {'!' * bangs!r}, found {full!r}", file, i)
+    params = Params(file, i + 1)
+    return Action(KINDS[bangs], actor, name, params, "", i + 1, file), m.end()
+
+
+def _action_end(act: Action, lines: list[str], starts: list[int], i: int, li: int, lead: int,
+                head_comment: bool) -> None:
+    """Record what editing ``act`` in place needs: its given id and the spans of its lines
+    ``i`` to ``li``."""
+    idp = act.params._named.pop("id", None)
     if idp is not None and idp.value.isdigit():
         act._given_id = int(idp.value)
     last = lines[li]
     act._head_end = starts[i] + len(lines[i])
     act._last_end = starts[li] + len(last)
-    act._next_start = starts[li + 1] if li + 1 < n else starts[li] + len(last) + 1
+    act._next_start = starts[li + 1] if li + 1 < len(lines) else starts[li] + len(last) + 1
     act._inline_ok = li == i and not head_comment
     act._indent = lines[i][:lead]
-    return act, li + 1
 
 
 def _token(lines: list[str], starts: list[int], li: int, col: int, params: Params,

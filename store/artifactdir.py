@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from herofossil.errors import IntegrityError, ParseError
+from herofossil.store.blobs import artifact_hex
 
 __all__ = ["artifact_path", "write_artifact", "iter_artifacts", "hash_for"]
 
@@ -32,7 +33,7 @@ def hash_for(uuid: str, data: bytes) -> str:
     """Hash ``data`` with the algorithm ``uuid``'s length implies (40: SHA1, 64: SHA3-256)."""
     if len(uuid) == 40:
         return hashlib.sha1(data).hexdigest()
-    return hashlib.sha3_256(data).hexdigest()
+    return artifact_hex(data)
 
 
 def artifact_path(root: str | os.PathLike[str], uuid: str, prefix_len: int = 2) -> Path:

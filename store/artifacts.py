@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import struct
-import threading
-from collections import OrderedDict
-
 from herofossil.delta import policy as delta_policy
 from herofossil.errors import IntegrityError
 from herofossil.store import blobs, lmdbenv
-from herofossil.store.blobs import BlobReader, artifact_id, pack_u64, unpack_u64
-
-_CHAIN = struct.Struct("<H")
-_DEPS = struct.Struct("<I")
+from herofossil.store.blobs import BlobReader, artifact_id
+from herofossil.store.keys import CHAIN, DEPS, pack_u64, unpack_u64
+from herofossil.store.lru import LRU
 
 
 class KnownContents:
@@ -27,26 +22,16 @@ class KnownContents:
 
     def __init__(self, max_bytes: int = 16 << 20):
         self.max_bytes = max_bytes
-        self._items: OrderedDict[bytes, bytes] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._items = LRU(max_bytes=max_bytes)
 
     def get(self, aid: bytes) -> bytes | None:
+        """The bytes of ``aid`` if they are known."""
         return self._items.get(aid)
 
     def add(self, aid: bytes, data: bytes) -> None:
         """Remember ``data``, whose artifact id is ``aid`` (the caller hashed it)."""
-        if len(data) > self.max_bytes // 4:
-            return
-        with self._lock:
-            old = self._items.pop(aid, None)
-            if old is not None:
-                self._bytes -= len(old)
-            self._items[aid] = data
-            self._bytes += len(data)
-            while self._bytes > self.max_bytes:
-                _, dropped = self._items.popitem(last=False)
-                self._bytes -= len(dropped)
+        if len(data) <= self.max_bytes // 4:  # a few large ones would push out all small ones
+            self._items.put(aid, data)
 
 
 KNOWN = KnownContents()
@@ -113,6 +98,14 @@ class ArtifactWriter(BlobReader):
         self.touched.add(aid)
         return True
 
+    def note_chain(self, aid: bytes) -> None:
+        """Record the delta chain a stored delta ``aid`` (received as it is) ends on."""
+        if blobs.delta_base(self.stored(aid)) is None:
+            return
+        hops, root, _ = self._depth(aid)
+        if hops > self.chain_len(root):
+            self._set_chain(root, hops)
+
     def add(self, data: bytes, aid: bytes | None = None, *, cards: bool = False
             ) -> tuple[bytes, bool]:
         """Store ``data`` whole; returns (id, newly added). ``aid``: its id, if known;
@@ -151,22 +144,22 @@ class ArtifactWriter(BlobReader):
 
     def chain_len(self, aid: bytes) -> int:
         raw = self.txn.get(aid, db=self.dbs["chain"])
-        return _CHAIN.unpack(raw)[0] if raw else 0
+        return CHAIN.unpack(raw)[0] if raw else 0
 
     def _set_chain(self, aid: bytes, n: int) -> None:
         if n:
-            self.txn.put(aid, _CHAIN.pack(n), db=self.dbs["chain"])
+            self.txn.put(aid, CHAIN.pack(n), db=self.dbs["chain"])
         else:
             self.txn.delete(aid, db=self.dbs["chain"])
 
     def _deps(self, aid: bytes) -> int:
         raw = self.txn.get(aid, db=self.dbs["deps"])
-        return _DEPS.unpack(raw)[0] if raw else 0
+        return DEPS.unpack(raw)[0] if raw else 0
 
     def _bump_deps(self, aid: bytes, by: int) -> None:
         n = self._deps(aid) + by
         if n > 0:
-            self.txn.put(aid, _DEPS.pack(n), db=self.dbs["deps"])
+            self.txn.put(aid, DEPS.pack(n), db=self.dbs["deps"])
         else:
             self.txn.delete(aid, db=self.dbs["deps"])
 

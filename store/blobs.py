@@ -19,13 +19,13 @@ of a file is whole and older versions become deltas on newer ones; the
 from __future__ import annotations
 
 import hashlib
-import struct
 import threading
 
 import zstandard
 
 from herofossil import delta
 from herofossil.errors import DeltaError, IntegrityError, NotFoundError
+from herofossil.store.keys import pack_u64, unpack_u64  # noqa: F401  (verify, sync, tests)
 
 WHOLE = b"W"
 RAW = b"R"
@@ -71,8 +71,17 @@ def _zd() -> zstandard.ZstdDecompressor:
 
 
 def artifact_id(data: bytes) -> bytes:
-    """The binary SHA3-256 of ``data`` (its artifact id; ``.hex()`` is Fossil's name)."""
+    """The binary SHA3-256 of ``data`` (its artifact id; ``.hex()`` is Fossil's name).
+
+    With ``artifact_hex`` the one place artifacts are hashed: the store keys
+    the binary form, names, ETags and the deconstruct layout use the hex one.
+    """
     return hashlib.sha3_256(data).digest()
+
+
+def artifact_hex(data: bytes) -> str:
+    """The artifact id of ``data`` as Fossil names it (lowercase hex SHA3-256)."""
+    return hashlib.sha3_256(data).hexdigest()
 
 
 def encode_whole(data: bytes, level: int = ZSTD_LEVEL) -> bytes:
@@ -189,11 +198,3 @@ class BlobReader:
             except DeltaError as exc:
                 raise IntegrityError(f"artifact {aid.hex()} is damaged: {exc}") from exc
         return size
-
-
-def pack_u64(n: int) -> bytes:
-    return struct.pack(">Q", n)
-
-
-def unpack_u64(b: bytes) -> int:
-    return struct.unpack(">Q", b)[0]

@@ -53,6 +53,3 @@ class PutArtifact:
     id: str
     perm: str = ""
     expect: str | None = None
-
-
-Change = Put | Delete | Rename | MakeDir | PutArtifact

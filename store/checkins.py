@@ -8,13 +8,13 @@ path, by ``rebuild``, by artifact import and by sync.
 from __future__ import annotations
 
 import struct
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from herofossil.errors import IntegrityError, NotFoundError
 from herofossil.store import manifest as mf
-from herofossil.store.blobs import BlobReader, pack_u64, unpack_u64
+from herofossil.store.blobs import BlobReader
+from herofossil.store.keys import join_key, pack_u64, unpack_u64
+from herofossil.store.lru import LRU
 
 DEFAULT_BRANCH = "trunk"
 INDEXED = b"I"
@@ -35,10 +35,6 @@ class Checkin:
     tags: list[str] = field(default_factory=list)
     nfiles: int = 0
     baseline: str | None = None
-
-    @property
-    def short(self) -> str:
-        return self.id[:12]
 
 
 _HEAD = struct.Struct("<BQdIBB")  # format, seq, time, nfiles, parents, has baseline
@@ -92,10 +88,10 @@ class RecordCache:
     """Decoded check-in records by id, checked against the stored bytes on each use."""
 
     def __init__(self, size: int = 256):
-        self.size = size
-        self._items: dict[bytes, tuple[bytes, Checkin]] = {}
+        self._items = LRU(max_items=size)  # id -> (stored record, its decoded form)
 
     def decode(self, cid: bytes, raw: bytes) -> Checkin:
+        """The check-in that record ``raw`` of ``cid`` holds."""
         hit = self._items.get(cid)
         if hit is not None and hit[0] == raw:
             return hit[1]
@@ -105,9 +101,7 @@ class RecordCache:
 
     def remember(self, cid: bytes, raw: bytes, rec: Checkin) -> None:
         """Keep ``rec``, the decoded form of record ``raw``."""
-        if len(self._items) >= self.size:
-            self._items.clear()  # cheap, and the working set (a tip, its parent) refills at once
-        self._items[cid] = (raw, rec)
+        self._items.put(cid, (raw, rec))
 
 
 RECORDS = RecordCache()
@@ -117,40 +111,30 @@ class ManifestCache:
     """Parsed manifests and resolved file lists by check-in id (both immutable)."""
 
     def __init__(self, size: int = 64, baselines: int = 2):
-        self.size = size
-        self.baselines = baselines
-        self._manifests: OrderedDict[bytes, mf.Manifest] = OrderedDict()
+        self._manifests = LRU(max_items=size)
         # Full manifests that delta-manifests name in their B card, kept apart so
         # that a run of small check-ins does not evict the one they all build on.
-        self._baselines: OrderedDict[bytes, mf.Manifest] = OrderedDict()
-        self._files: OrderedDict[bytes, dict[str, mf.FileCard]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _remember(self, cache: OrderedDict, key, value, size):
-        with self._lock:
-            cache[key] = value
-            cache.move_to_end(key)
-            while len(cache) > size:
-                cache.popitem(last=False)
+        self._baselines = LRU(max_items=baselines)
+        self._files = LRU(max_items=8)
 
     def remember(self, cid: bytes, m: mf.Manifest) -> None:
         """Cache a manifest just written or parsed (content-addressed, so always valid)."""
-        self._remember(self._manifests, cid, m, self.size)
+        self._manifests.put(cid, m)
         if m.baseline is None:  # the baseline of the delta-manifests that follow it
-            self._remember(self._baselines, cid, m, self.baselines)
+            self._baselines.put(cid, m)
 
     def clear(self) -> None:
         """Forget everything (after rebuild or import)."""
-        with self._lock:
-            self._manifests.clear()
-            self._baselines.clear()
-            self._files.clear()
+        self._manifests.clear()
+        self._baselines.clear()
+        self._files.clear()
 
     def manifest(self, blobs: BlobReader, cid: bytes) -> mf.Manifest:
+        """The parsed manifest of check-in ``cid``."""
         m = self._manifests.get(cid) or self._baselines.get(cid)
         if m is None:
             m = mf.parse_manifest(blobs.content(cid))
-            self._remember(self._manifests, cid, m, self.size)
+            self._manifests.put(cid, m)
         return m
 
     def baseline(self, blobs: BlobReader, cid: bytes) -> mf.Manifest:
@@ -158,16 +142,17 @@ class ManifestCache:
         m = self._baselines.get(cid)
         if m is None:
             m = self.manifest(blobs, cid)
-            self._remember(self._baselines, cid, m, self.baselines)
+            self._baselines.put(cid, m)
         return m
 
     def files(self, blobs: BlobReader, cid: bytes) -> dict[str, mf.FileCard]:
+        """Every file card of check-in ``cid`` (its baseline's and its own), by name."""
         files = self._files.get(cid)
         if files is None:
             m = self.manifest(blobs, cid)
             base = self.baseline(blobs, bytes.fromhex(m.baseline)) if m.baseline else None
             files = mf.resolve_files(m, base)
-            self._remember(self._files, cid, files, 8)
+            self._files.put(cid, files)
         return files
 
 
@@ -251,13 +236,13 @@ class CheckinIndex:
         return out
 
     def leaves(self, branch: str) -> list[bytes]:
-        return self._suffixes("leaf", branch.encode() + b"\0")
+        return self._suffixes("leaf", join_key(branch, b""))
 
     def children(self, cid: bytes) -> list[bytes]:
         return self._suffixes("child", cid)
 
     def tagged(self, name: str) -> list[bytes]:
-        return self._suffixes("tag", name.encode() + b"\0")
+        return self._suffixes("tag", join_key(name, b""))
 
     def tags(self) -> dict[str, list[bytes]]:
         out: dict[str, list[bytes]] = {}
@@ -303,7 +288,7 @@ class CheckinIndex:
 
     def path_history(self, path: str) -> list[tuple[int, bytes]]:
         """(seq, check-in) of every check-in that changed ``path``, oldest first."""
-        return self.path_prefix_history(path.encode() + b"\0")
+        return self.path_prefix_history(join_key(path, b""))
 
     def path_prefix_history(self, prefix: bytes) -> list[tuple[int, bytes]]:
         """(seq, check-in) of every path-log entry whose key starts with ``prefix``."""
@@ -356,7 +341,7 @@ class CheckinIndex:
                                 (m.date, m.user, branch, m.comment, "\n".join(symtags)))
         self.txn.put(cid, record, db=self.dbs["checkin"])
         self.txn.put(pack_u64(seq), cid, db=self.dbs["cseq"])
-        bkey = branch.encode() + b"\0"
+        bkey = join_key(branch, b"")
         for p in m.parents:
             pid = bytes.fromhex(p)
             self.txn.put(pid + cid, b"", db=self.dbs["child"])
@@ -366,11 +351,11 @@ class CheckinIndex:
         if not any((c_rec := self.get(c)) and c_rec.branch == branch for c in self.children(cid)):
             self.txn.put(bkey + cid, b"", db=self.dbs["leaf"])
         for name in symtags:
-            self.txn.put(name.encode() + b"\0" + cid, b"", db=self.dbs["tag"])
+            self.txn.put(join_key(name, cid), b"", db=self.dbs["tag"])
         if changed:
             sk = pack_u64(seq)
             for path in changed:
-                self.txn.put(path.encode() + b"\0" + sk, b"", db=self.dbs["pathlog"])
+                self.txn.put(join_key(path, sk), b"", db=self.dbs["pathlog"])
         result = Checkin(id=cid.hex(), parents=list(m.parents), date=m.date, time=when,
                          user=m.user, comment=m.comment, branch=branch, seq=seq, tags=symtags,
                          nfiles=nfiles, baseline=m.baseline)
@@ -383,11 +368,11 @@ class CheckinIndex:
         for t in ctl.tags:
             if not t.name.startswith("sym-") or t.target == "*":
                 continue
-            key = t.name[4:].encode() + b"\0" + bytes.fromhex(t.target)
+            tag_key = join_key(t.name[4:], bytes.fromhex(t.target))
             if t.kind in "*+":
-                self.txn.put(key, b"", db=self.dbs["tag"])
+                self.txn.put(tag_key, b"", db=self.dbs["tag"])
             else:
-                self.txn.delete(key, db=self.dbs["tag"])
+                self.txn.delete(tag_key, db=self.dbs["tag"])
 
     def set_tip(self, branch: str, cid: bytes, indexed: bool) -> None:
         """Point ``branch`` at ``cid``; ``indexed`` says the caller keeps its tree index.

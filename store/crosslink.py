@@ -32,10 +32,9 @@ from herofossil.store.checkins import (
     CheckinIndex,
     checkin_summary,
 )
-from herofossil.store.tree import Tree
+from herofossil.store.tree import Tree, perm_of
 
 Progress = Callable[[str, int, int | None], None]
-PERMS = ("", "x", "l")
 
 
 def _quiet(label: str, done: int, total: int | None) -> None:
@@ -82,7 +81,7 @@ def fill_tree(tree: Tree, aw: ArtifactWriter, files: dict[str, mf.FileCard], mti
         card = files[name]
         aid = bytes.fromhex(card.uuid)
         size = aw.size(aid) if aw.has(aid) else 0
-        tree.put(name, card.perm if card.perm in PERMS else "", size, mtime, aid)
+        tree.put(name, perm_of(card.perm), size, mtime, aid)
 
 
 def tree_kept_at(ci: CheckinIndex, branch: str, cid: bytes) -> None:
@@ -252,3 +251,19 @@ def set_tips(txn, dbs, aw: ArtifactWriter, reader, branches: Iterable[str], *,
         if branch in keep:
             fill_tree(Tree(txn, dbs["tree"], branch), aw, MANIFESTS.files(reader, tip),
                       ci.require(tip).time)
+
+
+def arrived(txn, dbs, aw: ArtifactWriter, ids: set[bytes]) -> None:
+    """Artifacts ``ids`` were phantoms (referenced, not present) and are stored now: the
+    tree indexes that list them get their sizes."""
+    if not ids:
+        return
+    ci = CheckinIndex(txn, dbs)
+    for branch in ci.branches():
+        if not ci.indexed(branch):
+            continue
+        tree = Tree(txn, dbs["tree"], branch)
+        for entry in list(tree.walk()):
+            aid = bytes.fromhex(entry.id)
+            if aid in ids:
+                tree.put(entry.path, entry.perm, aw.size(aid), entry.mtime, aid, exists=True)

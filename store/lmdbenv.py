@@ -1,27 +1,6 @@
-"""The LMDB environment of a store: its tables, transactions and map growth.
+"""The LMDB environment of a store: opening it, its transactions and map growth.
 
-Tables (named LMDB databases):
-
-global state (the repository itself)
-    ``blob``     artifact id (32-byte SHA3-256) -> stored form (see ``blobs``)
-
-local state (``rebuild`` regenerates it from ``blob``)
-    ``seq``      insert sequence (8-byte big-endian) -> artifact id
-    ``phantom``  id of an artifact referenced but not yet present -> b""
-    ``chain``    id of a whole-stored artifact -> longest delta chain ending on it
-    ``deps``     artifact id -> how many stored deltas use it as their base
-    ``checkin``  check-in id -> its metadata (a compact binary record, see ``checkins``)
-    ``cseq``     check-in sequence (8-byte big-endian) -> check-in id
-    ``child``    parent id + child id -> b""
-    ``leaf``     branch + NUL + check-in id -> b""
-    ``tip``      branch -> check-in id whose tree ``tree`` indexes
-    ``tree``     branch + NUL + dir + NUL + name -> entry (see ``tree``)
-    ``pathlog``  path + NUL + check-in sequence -> b"" (``cseq`` names the check-in)
-    ``tag``      tag name + NUL + check-in id -> tag value (sym-tags in force)
-    ``info``     counters and settings
-
-outside the versioned tree, kept by ``rebuild``
-    ``meta``     namespaced key -> value (WebDAV dead properties and locks, ...)
+The tables are in ``schema``.
 
 A write is durable when LMDB's own synced commit returns, and by nothing
 else (see ``StoreEnv.write``). The folder holds LMDB's ``data.mdb`` and
@@ -43,25 +22,7 @@ import lmdb
 
 from herofossil.errors import IntegrityError, StoreError
 from herofossil.store import legacywal
-
-GLOBAL_TABLES = ("blob",)
-LOCAL_TABLES = (
-    "seq",
-    "phantom",
-    "chain",
-    "deps",
-    "checkin",
-    "cseq",
-    "child",
-    "leaf",
-    "tip",
-    "tree",
-    "pathlog",
-    "tag",
-    "info",
-)
-KEPT_TABLES = ("meta",)
-ALL_TABLES = GLOBAL_TABLES + LOCAL_TABLES + KEPT_TABLES
+from herofossil.store.schema import ALL_TABLES, lmdb_open
 
 # LMDB reserves address space for the map, not disk: the file grows with the data.
 # A map that never needs to grow spares every thread the wait of a resize (see
@@ -347,17 +308,16 @@ class StoreEnv:
         if size == 0:  # LMDB would take it for a new, empty store
             raise IntegrityError(f"{data} is empty: the store is damaged; restore it from a "
                                  "backup or a peer")
-        options = dict(map_size=self.map_size, max_dbs=len(ALL_TABLES) + 2, max_readers=256,
-                       subdir=True, create=False, readahead=False, readonly=self.readonly)
+        options = dict(max_readers=256, create=False, readahead=False, readonly=self.readonly)
         try:
             try:
-                self.env = lmdb.open(self.path, **options)
+                self.env = lmdb_open(self.path, self.map_size, **options)
             except lmdb.Error as exc:
                 if not (self.readonly and _denied(exc)):
                     raise
                 # A store this user may only read: LMDB cannot record this reader in
                 # lock.mdb, so a writer elsewhere could reuse pages it reads.
-                self.env = lmdb.open(self.path, lock=False, **options)
+                self.env = lmdb_open(self.path, self.map_size, lock=False, **options)
                 self.locked_readers = False
         except lmdb.Error as exc:
             if _denied(exc):
@@ -618,8 +578,7 @@ class StoreEnv:
 
     def _dense_copy(self, dest: str) -> None:
         size = max(self.env.info()["map_size"], self.map_size)
-        out = lmdb.open(dest, map_size=size, max_dbs=len(ALL_TABLES) + 2, subdir=True,
-                        sync=False, metasync=False)
+        out = lmdb_open(dest, size, sync=False, metasync=False)
         try:
             with self.read() as src, out.begin(write=True) as dst:
                 for name in ALL_TABLES:
@@ -703,7 +662,7 @@ def _create(path: str, map_size: int) -> None:
         raise StoreError(f"cannot create a store in {path}: the directory is not empty")
     try:
         os.makedirs(path, exist_ok=True)
-        env = lmdb.open(path, map_size=map_size, max_dbs=len(ALL_TABLES) + 2, subdir=True)
+        env = lmdb_open(path, map_size)
         with env.begin(write=True) as txn:
             for name in ALL_TABLES:
                 env.open_db(name.encode(), txn=txn)

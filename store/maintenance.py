@@ -7,9 +7,7 @@ compares a store's local state with such a rebuild made elsewhere.
 
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from herofossil import delta
 from herofossil.errors import DeltaError, HeroFossilError, IntegrityError
@@ -17,9 +15,11 @@ from herofossil.store import blobs as blobfmt
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader
-from herofossil.store.checkins import DEFAULT_BRANCH, INDEXED, MANIFESTS, CheckinIndex
+from herofossil.store.checkins import DEFAULT_BRANCH, INDEXED, MANIFESTS
 from herofossil.store.crosslink import crosslink, set_tips
-from herofossil.store.lmdbenv import ALL_TABLES, LOCAL_TABLES
+from herofossil.store.keys import CHAIN, DEPS, pack_u64
+from herofossil.store.lru import LRU
+from herofossil.store.schema import LOCAL_TABLES
 
 Progress = Callable[[str, int, int | None], None]
 ContentHook = Callable[[bytes, bytes | None, Exception | None], None]
@@ -34,8 +34,7 @@ class _ContentCache(BlobReader):
 
     def __init__(self, txn, db, size: int = 256):
         super().__init__(txn, db)
-        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
-        self._size = size
+        self._cache = LRU(max_items=size)
 
     def content(self, aid: bytes) -> bytes:
         data = self._cache.get(aid)
@@ -43,13 +42,12 @@ class _ContentCache(BlobReader):
             return data
         stored = self.txn.get(aid, db=self.db)
         base = blobfmt.delta_base(stored) if stored else None
-        if base is not None and base in self._cache:
-            data = delta.apply(self._cache[base], blobfmt.delta_payload(stored, aid))
+        base_data = self._cache.get(base) if base is not None else None
+        if base_data is not None:
+            data = delta.apply(base_data, blobfmt.delta_payload(stored, aid))
         else:
             data = super().content(aid)
-        self._cache[aid] = data
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        self._cache.put(aid, data)
         return data
 
 
@@ -80,13 +78,13 @@ def rebuild_txn(txn, db, progress: Progress = _quiet, *, indexed: set[str] | Non
     seq = 0
     for aid, stored in txn.cursor(db=db["blob"]):
         seq += 1
-        txn.put(seq.to_bytes(8, "big"), aid, db=db["seq"])
+        txn.put(pack_u64(seq), aid, db=db["seq"])
         base = blobfmt.delta_base(stored)
         if base is None:
             whole.append(aid)
         else:
             base_of[aid] = base
-    txn.put(b"next_seq", (seq + 1).to_bytes(8, "big"), db=db["info"])
+    txn.put(b"next_seq", pack_u64(seq + 1), db=db["info"])
     _rebuild_chains(txn, db, base_of, set(whole))
     reader = _ContentCache(txn, db["blob"])
     for n, (aid, data, error) in enumerate(_contents(txn, db["blob"], whole, base_of), 1):
@@ -169,9 +167,9 @@ def _rebuild_chains(txn, db, base_of: dict[bytes, bytes], whole: set[bytes]) -> 
         if cur in whole:
             chain[cur] = max(chain.get(cur, 0), hops)
     for root, hops in chain.items():
-        txn.put(root, min(hops, 0xFFFF).to_bytes(2, "little"), db=db["chain"])
+        txn.put(root, CHAIN.pack(min(hops, 0xFFFF)), db=db["chain"])
     for base, n in deps.items():
-        txn.put(base, n.to_bytes(4, "little"), db=db["deps"])
+        txn.put(base, DEPS.pack(n), db=db["deps"])
 
 
 def rebuild(env, progress: Progress = _quiet) -> dict:
@@ -180,54 +178,26 @@ def rebuild(env, progress: Progress = _quiet) -> dict:
     return env.write(lambda txn: rebuild_txn(txn, env.db, progress))
 
 
-def table_sizes(env) -> dict[str, dict[str, int]]:
-    """Entries and bytes of pages of every table, of LMDB's list of tables (``(catalog)``),
-    of the rest of the data file (``(free)``: LMDB's free list and meta pages, most of
-    which ``compact`` gives back)."""
-    out: dict[str, dict[str, int]] = {}
-    used = 0
-    with env.read() as txn:
-        main = env.env.stat()
-        psize = main["psize"]
-        for name in ALL_TABLES:
-            st = txn.stat(env.db[name])
-            pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-            used += pages
-            out[name] = {"entries": st["entries"], "bytes": pages * psize}
-        catalog = main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
-        used += catalog
-        out["(catalog)"] = {"entries": main["entries"], "bytes": catalog * psize}
-    total = os.path.getsize(os.path.join(env.path, "data.mdb")) // psize
-    out["(free)"] = {"entries": 0, "bytes": max(total - used, 0) * psize}
-    return out
-
-
-def stats(env) -> dict:
-    """Counts and sizes: artifacts, check-ins, stored vs raw bytes, disk use."""
-    db = env.db
-    out = {}
-    with env.read() as txn:
-        stored = raw = whole = deltas = 0
-        for aid, value in txn.cursor(db=db["blob"]):
-            stored += len(value)
-            if blobfmt.is_whole(value):
-                whole += 1
-                raw += blobfmt.stored_size(value) or 0
-            else:
-                deltas += 1
-                raw += BlobReader(txn, db["blob"]).size(aid)
-        ci = CheckinIndex(txn, db)
-        out.update(
-            artifacts=whole + deltas,
-            whole=whole,
-            deltas=deltas,
-            raw_bytes=raw,
-            stored_bytes=stored,
-            checkins=ci.count(),
-            branches=len(ci.branches()),
-            tags=len(ci.tags()),
-            phantoms=txn.stat(db["phantom"])["entries"],
-        )
-    out["disk_bytes"] = env.disk_size()
-    out["map_bytes"] = env.env.info()["map_size"]
-    return out
+def iter_artifacts(repo, batch: int = 512) -> Iterator[tuple[str, bytes]]:
+    """(hex id, bytes) of every artifact, in short read transactions: what an adapter's own
+    rebuild of its local state reads (e.g. the Git import's commit map)."""
+    db = repo._env.db["blob"]
+    last = b""
+    while True:
+        ids = []
+        with repo._env.read() as txn:
+            cur = txn.cursor(db=db)
+            if not cur.set_range(last):
+                return
+            for aid in cur.iternext(values=False):
+                if aid == last:
+                    continue
+                ids.append(aid)
+                if len(ids) >= batch:
+                    break
+            reader = BlobReader(txn, db)
+            items = [(aid.hex(), reader.content(aid)) for aid in ids]
+        if not items:
+            return
+        yield from items
+        last = ids[-1]

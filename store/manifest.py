@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from herofossil.errors import InvalidPathError, ParseError
+from herofossil.store.blobs import artifact_hex
 
 __all__ = [
     "FileCard",
@@ -120,7 +121,7 @@ def _enc(s: str) -> bytes:
 
 def sha3_hex(data: bytes) -> str:
     """The artifact ID of ``data``: lowercase hex SHA3-256 (Fossil's default hash)."""
-    return hashlib.sha3_256(data).hexdigest()
+    return artifact_hex(data)
 
 
 _HEX_DEL = b"0123456789abcdefABCDEF"
@@ -526,193 +527,245 @@ def parse_manifest(data: bytes, name: str | None = None) -> Manifest:
 def _parse_cards(
     body: bytes, header: bytes, sig: bytes, name: str | None
 ) -> Manifest | ControlArtifact | None:
+    """The artifact whose Z card checks out in ``body``: a Manifest, a ControlArtifact, or
+    None for a structural artifact of another kind (Fossil's manifest_parse)."""
     lines = body[: len(body) - 35].split(b"\n")
     if lines[-1] != b"":
         raise ParseError(
             "Z card is not on a line of its own", name, len(lines) + header.count(b"\n")
         )
     lines.pop()
-    line0 = header.count(b"\n")
+    cards = _CardReader(name, header.count(b"\n"))
+    seen = cards.read(lines)
+    if seen is None:
+        return None
+    cards.check_file_hashes(lines)
+    return _artifact_of(cards, seen, cards.line0 + len(lines) + 1, header, sig)
 
-    def err(msg: str, idx: int) -> ParseError:
-        return ParseError(msg, name, line0 + idx + 1)
 
-    baseline = comment = date = user = mimetype = rcksum = None
-    empty_p = p_seen = False
-    parents: list[str] = []
-    cherry: list[tuple[str, str | None]] = []
-    tags: list[TagCard] = []
-    files: list[FileCard] = []
-    seen: set[int] = set()
-    prev = 0
-    fnames_prev = b""
-    uuids: list[bytes] = []
-    ni = -1
-    nfile = 0
+class _CardReader:
+    """The cards of one artifact read in order: each checked, its value kept; errors name
+    the file and line."""
 
-    for idx, line in enumerate(lines):
-        if not line:
-            raise err("empty line", idx)
-        c = line[0]
-        if len(line) > 1 and line[1] != 0x20:
-            raise err(f"bad card {_dec(line[:20])!r}", idx)
-        if c in _FOREIGN:
-            return None
-        if c < prev:
-            raise err(f"{chr(c)} card out of order (after {chr(prev)} card)", idx)
-        prev = c
-        seen.add(c)
-        args = line[2:].split(b" ") if len(line) > 1 else []
-        card = chr(c)
-        if c == 0x46:  # F
-            if len(args) > 4:
-                raise err("F card: extra arguments", idx)
-            nm = _defossilize_b(args[0]) if args else b""
-            if not _simple_path(nm):
-                raise err(f"F card: file name {_dec(nm)!r} is not a simple path", idx)
-            if nfile and nm <= fnames_prev:
-                raise err(f"F card: {_dec(nm)!r} is out of sort order", idx)
-            fnames_prev = nm
-            nfile += 1
-            if len(args) == 1:
-                if baseline is None:
-                    raise err(f"F card {_dec(nm)!r}: missing hash", idx)
-                files.append(FileCard(_dec(nm), None))
-                continue
-            u = args[1]
-            if len(u) != 40 and len(u) != 64:
-                raise err(f"F card {_dec(nm)!r}: hash has wrong length {len(u)}", idx)
-            uuids.append(u)
-            if ni < 0:
-                ni = idx
-            if len(args) == 2:
-                files.append(FileCard(_dec(nm), u.decode("ascii", "replace")))
-            elif len(args) == 3:
-                files.append(FileCard(_dec(nm), u.decode("ascii", "replace"), _dec(args[2])))
+    __slots__ = ("name", "line0", "baseline", "comment", "date", "user", "mimetype", "rcksum",
+                 "empty_p", "p_seen", "parents", "cherry", "tags", "files", "fnames_prev",
+                 "uuids", "ni", "nfile")
+
+    def __init__(self, name: str | None, line0: int):
+        self.name = name
+        self.line0 = line0
+        self.baseline = self.comment = self.date = self.user = None
+        self.mimetype = self.rcksum = None
+        self.empty_p = self.p_seen = False
+        self.parents: list[str] = []
+        self.cherry: list[tuple[str, str | None]] = []
+        self.tags: list[TagCard] = []
+        self.files: list[FileCard] = []
+        self.fnames_prev = b""
+        self.uuids: list[bytes] = []  # F-card hashes, checked as hex all at once
+        self.ni = -1  # index of the first line with an F-card hash
+        self.nfile = 0
+
+    def err(self, msg: str, idx: int) -> ParseError:
+        return ParseError(msg, self.name, self.line0 + idx + 1)
+
+    def read(self, lines: list[bytes]) -> set[int] | None:
+        """Read every card; the set of card letters seen, None for a foreign kind."""
+        seen: set[int] = set()
+        prev = 0
+        for idx, line in enumerate(lines):
+            if not line:
+                raise self.err("empty line", idx)
+            c = line[0]
+            if len(line) > 1 and line[1] != 0x20:
+                raise self.err(f"bad card {_dec(line[:20])!r}", idx)
+            if c in _FOREIGN:
+                return None
+            if c < prev:
+                raise self.err(f"{chr(c)} card out of order (after {chr(prev)} card)", idx)
+            prev = c
+            seen.add(c)
+            args = line[2:].split(b" ") if len(line) > 1 else []
+            if c == 0x46:  # F
+                self.file_card(args, idx)
+            elif c == 0x54:  # T
+                self.tag_card(args, idx)
+            elif c == 0x50:  # P
+                self.parent_card(args, idx)
+            elif c == 0x51:  # Q
+                self.cherrypick_card(args, idx)
             else:
-                old = _defossilize_b(args[3])
-                if not _simple_path(old):
-                    raise err(f"F card: old name {_dec(old)!r} is not a simple path", idx)
-                perm = _dec(args[2])
-                if perm == "w":  # Fossil's placeholder when a renamed file has no flag
-                    perm = ""
-                files.append(FileCard(_dec(nm), u.decode("ascii", "replace"), perm, _dec(old)))
-            continue
-        if c == 0x54:  # T
-            if len(args) < 2 or len(args) > 3:
-                raise err("T card: expected a name, a target and an optional value", idx)
-            tn, tgt = _dec(_defossilize_b(args[0])), args[1]
-            if tgt != b"*" and not is_hash(tgt):
-                raise err(f"T card: bad target {_dec(tgt)!r}", idx)
-            if not tn or tn[0] not in "+-*":
-                raise err(f"T card: name {tn!r} does not start with '+', '-' or '*'", idx)
-            if _is_hex(_enc(tn[1:])):
-                raise err(f"T card: name {tn!r} looks like a hash", idx)
-            val = _dec(_defossilize_b(args[2])) if len(args) == 3 else None
-            t = TagCard(tn[0], tn[1:], tgt.decode(), val)
-            if tags:
-                pt = tags[-1]
-                a, b = _enc(pt.kind + pt.name), _enc(tn)
-                if a > b or (a == b and pt.target >= t.target):
-                    raise err(f"T card {tn!r} is out of sort order", idx)
-            tags.append(t)
-            continue
-        if c == 0x50:  # P
-            for p in args:
-                if not is_hash(p):
-                    raise err(f"P card: bad hash {_dec(p)!r}", idx)
-            if p_seen:
-                raise err("more than one P card", idx)
-            p_seen = True
-            parents = [p.decode() for p in args]
-            empty_p = not parents
-            continue
-        if c == 0x51:  # Q
-            if not 1 <= len(args) <= 2:
-                raise err("Q card: expected one or two hashes", idx)
-            tq = args[0]
-            if tq[:1] not in (b"+", b"-") or not is_hash(tq[1:]):
-                raise err(f"Q card: bad target {_dec(tq)!r}", idx)
-            if len(args) == 2 and not is_hash(args[1]):
-                raise err(f"Q card: bad baseline {_dec(args[1])!r}", idx)
-            cherry.append((tq.decode(), args[1].decode() if len(args) == 2 else None))
-            continue
-        # Single-occurrence cards with one argument.
+                self.single_card(c, args, idx)
+        return seen
+
+    def file_card(self, args: list[bytes], idx: int) -> None:
+        """F NAME [HASH [PERM [OLDNAME]]]"""
+        err = self.err
+        if len(args) > 4:
+            raise err("F card: extra arguments", idx)
+        nm = _defossilize_b(args[0]) if args else b""
+        if not _simple_path(nm):
+            raise err(f"F card: file name {_dec(nm)!r} is not a simple path", idx)
+        if self.nfile and nm <= self.fnames_prev:
+            raise err(f"F card: {_dec(nm)!r} is out of sort order", idx)
+        self.fnames_prev = nm
+        self.nfile += 1
+        files = self.files
+        if len(args) == 1:
+            if self.baseline is None:
+                raise err(f"F card {_dec(nm)!r}: missing hash", idx)
+            files.append(FileCard(_dec(nm), None))
+            return
+        u = args[1]
+        if len(u) != 40 and len(u) != 64:
+            raise err(f"F card {_dec(nm)!r}: hash has wrong length {len(u)}", idx)
+        self.uuids.append(u)
+        if self.ni < 0:
+            self.ni = idx
+        if len(args) == 2:
+            files.append(FileCard(_dec(nm), u.decode("ascii", "replace")))
+        elif len(args) == 3:
+            files.append(FileCard(_dec(nm), u.decode("ascii", "replace"), _dec(args[2])))
+        else:
+            old = _defossilize_b(args[3])
+            if not _simple_path(old):
+                raise err(f"F card: old name {_dec(old)!r} is not a simple path", idx)
+            perm = _dec(args[2])
+            if perm == "w":  # Fossil's placeholder when a renamed file has no flag
+                perm = ""
+            files.append(FileCard(_dec(nm), u.decode("ascii", "replace"), perm, _dec(old)))
+
+    def tag_card(self, args: list[bytes], idx: int) -> None:
+        """T (+|-|*)NAME TARGET [VALUE]"""
+        err = self.err
+        if len(args) < 2 or len(args) > 3:
+            raise err("T card: expected a name, a target and an optional value", idx)
+        tn, tgt = _dec(_defossilize_b(args[0])), args[1]
+        if tgt != b"*" and not is_hash(tgt):
+            raise err(f"T card: bad target {_dec(tgt)!r}", idx)
+        if not tn or tn[0] not in "+-*":
+            raise err(f"T card: name {tn!r} does not start with '+', '-' or '*'", idx)
+        if _is_hex(_enc(tn[1:])):
+            raise err(f"T card: name {tn!r} looks like a hash", idx)
+        val = _dec(_defossilize_b(args[2])) if len(args) == 3 else None
+        t = TagCard(tn[0], tn[1:], tgt.decode(), val)
+        tags = self.tags
+        if tags:
+            pt = tags[-1]
+            a, b = _enc(pt.kind + pt.name), _enc(tn)
+            if a > b or (a == b and pt.target >= t.target):
+                raise err(f"T card {tn!r} is out of sort order", idx)
+        tags.append(t)
+
+    def parent_card(self, args: list[bytes], idx: int) -> None:
+        """P [HASH ...]"""
+        for p in args:
+            if not is_hash(p):
+                raise self.err(f"P card: bad hash {_dec(p)!r}", idx)
+        if self.p_seen:
+            raise self.err("more than one P card", idx)
+        self.p_seen = True
+        self.parents = [p.decode() for p in args]
+        self.empty_p = not self.parents
+
+    def cherrypick_card(self, args: list[bytes], idx: int) -> None:
+        """Q (+|-)HASH [BASELINE]"""
+        err = self.err
+        if not 1 <= len(args) <= 2:
+            raise err("Q card: expected one or two hashes", idx)
+        tq = args[0]
+        if tq[:1] not in (b"+", b"-") or not is_hash(tq[1:]):
+            raise err(f"Q card: bad target {_dec(tq)!r}", idx)
+        if len(args) == 2 and not is_hash(args[1]):
+            raise err(f"Q card: bad baseline {_dec(args[1])!r}", idx)
+        self.cherry.append((tq.decode(), args[1].decode() if len(args) == 2 else None))
+
+    def single_card(self, c: int, args: list[bytes], idx: int) -> None:
+        """The cards that occur at most once, with one argument: B, C, D, N, R, U."""
+        err = self.err
+        card = chr(c)
         if c == 0x55 and not args:  # bare "U": Fossil reads it as anonymous
             args = [b""]
         if len(args) != 1:
             raise err(f"{card} card: expected exactly one argument", idx)
         a0 = args[0]
         if c == 0x42:  # B
-            if baseline is not None:
+            if self.baseline is not None:
                 raise err("more than one B card", idx)
             if not is_hash(a0):
                 raise err(f"B card: bad hash {_dec(a0)!r}", idx)
-            baseline = a0.decode()
+            self.baseline = a0.decode()
         elif c == 0x43:  # C
-            if comment is not None:
+            if self.comment is not None:
                 raise err("more than one C card", idx)
-            comment = _dec(_defossilize_b(a0))
+            self.comment = _dec(_defossilize_b(a0))
         elif c == 0x44:  # D
-            if date is not None:
+            if self.date is not None:
                 raise err("more than one D card", idx)
-            date = _dec(a0)
-            if _DATE_RE.match(date) is None:
-                raise err(f"D card: cannot parse date {date!r}", idx)
+            self.date = _dec(a0)
+            if _DATE_RE.match(self.date) is None:
+                raise err(f"D card: cannot parse date {self.date!r}", idx)
         elif c == 0x4E:  # N
-            if mimetype is not None:
+            if self.mimetype is not None:
                 raise err("more than one N card", idx)
-            mimetype = _dec(_defossilize_b(a0))
+            self.mimetype = _dec(_defossilize_b(a0))
         elif c == 0x52:  # R
-            if rcksum is not None:
+            if self.rcksum is not None:
                 raise err("more than one R card", idx)
             if len(a0) != 32 or not _is_hex(a0):
                 raise err(f"R card: bad checksum {_dec(a0)!r}", idx)
-            rcksum = a0.decode()
+            self.rcksum = a0.decode()
         elif c == 0x55:  # U
-            if user is not None:
+            if self.user is not None:
                 raise err("more than one U card", idx)
-            user = _dec(_defossilize_b(a0))
+            self.user = _dec(_defossilize_b(a0))
         else:
             raise err(f"unknown card {card!r}", idx)
 
-    if uuids and not _is_hex(b"".join(uuids)):
-        for idx in range(ni, len(lines)):
-            parts = lines[idx].split(b" ")
-            if parts[0] == b"F" and len(parts) > 2 and not _is_hex(parts[2]):
-                raise err(f"F card: bad hash {_dec(parts[2])!r}", idx)
+    def check_file_hashes(self, lines: list[bytes]) -> None:
+        """Name the first F card whose hash is not hex (all are checked at once first)."""
+        if self.uuids and not _is_hex(b"".join(self.uuids)):
+            for idx in range(self.ni, len(lines)):
+                parts = lines[idx].split(b" ")
+                if parts[0] == b"F" and len(parts) > 2 and not _is_hex(parts[2]):
+                    raise self.err(f"F card: bad hash {_dec(parts[2])!r}", idx)
 
-    end = line0 + len(lines) + 1
-    is_manifest = comment is not None or bool(seen & _MANIFEST_ONLY)
-    if is_manifest:
+
+def _artifact_of(cards: _CardReader, seen: set[int], end: int, header: bytes,
+                 sig: bytes) -> Manifest | ControlArtifact:
+    """The manifest or control artifact that ``cards`` make, once their set is checked;
+    ``end``: the line number that errors about missing cards name."""
+    name = cards.name
+    if cards.comment is not None or bool(seen & _MANIFEST_ONLY):
         bad = seen - _MANIFEST_ALLOWED
         if bad:
             raise ParseError(f"{chr(min(bad))} card not allowed in a manifest", name, end)
-        for need, what in ((comment, "C"), (date, "D"), (user, "U")):
+        for need, what in ((cards.comment, "C"), (cards.date, "D"), (cards.user, "U")):
             if need is None:
                 raise ParseError(f"{what} card missing in manifest", name, end)
         return Manifest(
-            comment=comment,
-            date=date,
-            user=user,
-            files=files,
-            parents=parents,
-            tags=tags,
-            baseline=baseline,
-            mimetype=mimetype,
-            cherrypicks=cherry,
-            repo_checksum=rcksum,
-            empty_p_card=empty_p,
+            comment=cards.comment,
+            date=cards.date,
+            user=cards.user,
+            files=cards.files,
+            parents=cards.parents,
+            tags=cards.tags,
+            baseline=cards.baseline,
+            mimetype=cards.mimetype,
+            cherrypicks=cards.cherry,
+            repo_checksum=cards.rcksum,
+            empty_p_card=cards.empty_p,
             pgp_header=header,
             pgp_signature=sig,
         )
     bad = seen - _CONTROL_ALLOWED
     if bad:
         raise ParseError(f"{chr(min(bad))} card not allowed in a control artifact", name, end)
-    for need, what in ((date, "D"), (user, "U"), (tags or None, "T")):
+    for need, what in ((cards.date, "D"), (cards.user, "U"), (cards.tags or None, "T")):
         if need is None:
             raise ParseError(f"{what} card missing in control artifact", name, end)
-    for t in tags:
+    for t in cards.tags:
         if t.target == "*":
             raise ParseError("T card in a control artifact must name a hash, not '*'", name, end)
-    return ControlArtifact(date=date, user=user, tags=tags, pgp_header=header, pgp_signature=sig)
+    return ControlArtifact(date=cards.date, user=cards.user, tags=cards.tags, pgp_header=header,
+                           pgp_signature=sig)

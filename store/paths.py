@@ -63,12 +63,6 @@ def split(path: str) -> tuple[str, str]:
     return head, tail
 
 
-def ancestors(path: str) -> list[str]:
-    """The directories above ``path``, outermost first: 'a/b/c' -> ['a', 'a/b']."""
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
 def is_under(path: str, prefix: str) -> bool:
     """True when ``path`` is ``prefix`` or inside it ('' is the root)."""
     return not prefix or path == prefix or path.startswith(prefix + "/")

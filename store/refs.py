@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from herofossil.errors import NotFoundError, UsageError
 from herofossil.store.checkins import DEFAULT_BRANCH, CheckinIndex
+from herofossil.store.keys import join_key
 
 MAX_KEY = 511  # LMDB's key size limit
 
@@ -44,7 +45,7 @@ def parse_date(text: str) -> float | None:
 
 def alias(ci: CheckinIndex, name: str) -> str | None:
     """The branch ``name`` is another name for (Git's default branch -> trunk), if any."""
-    key = ALIAS_NS.encode() + b"\0" + name.encode("utf-8", "surrogateescape")
+    key = join_key(ALIAS_NS, name.encode("utf-8", "surrogateescape"))
     if len(key) > MAX_KEY:
         return None
     raw = ci.txn.get(key, db=ci.dbs["meta"])

@@ -606,13 +606,13 @@ class Repo:
 
     def stats(self) -> dict:
         """Counts and sizes of the store."""
-        from herofossil.store.maintenance import stats
+        from herofossil.store.stats import stats
 
         return stats(self._env)
 
     def table_sizes(self) -> dict[str, dict[str, int]]:
         """Entries and bytes on disk of each LMDB table, and of the unused pages (``(free)``)."""
-        from herofossil.store.maintenance import table_sizes
+        from herofossil.store.stats import table_sizes
 
         return table_sizes(self._env)
 

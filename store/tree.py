@@ -12,13 +12,28 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from herofossil.errors import InvalidPathError
+from herofossil.errors import InvalidPathError, UsageError
+from herofossil.store.keys import join_key, tree_key
 from herofossil.store.paths import DIR_MARKER, split
 
 _FILE = struct.Struct("<cQd32s")
 _DIR = struct.Struct("<Id")
-PERMS = {"": b"-", "x": b"x", "l": b"l"}
-PERM_NAMES = {v: k for k, v in PERMS.items()}
+# File modes: plain, executable (Fossil's F card flag x), symbolic link (flag l).
+PERMS = ("", "x", "l")
+_PERM_CODES = dict(zip(PERMS, (b"-", b"x", b"l"), strict=True))
+PERM_NAMES = {v: k for k, v in _PERM_CODES.items()}
+
+
+def perm_of(flag: str | None) -> str:
+    """The file mode a manifest's F card flag stands for ('' for any flag but x and l)."""
+    return flag if flag in PERMS else ""
+
+
+def check_perm(perm: str) -> str:
+    """``perm`` if it is a file mode a writer may set, else ``UsageError``."""
+    if perm not in PERMS:
+        raise UsageError(f"file permission must be '', 'x' or 'l', not {perm!r}")
+    return perm
 
 
 @dataclass(slots=True)
@@ -38,13 +53,15 @@ class Entry:
         return self.path.rpartition("/")[2]
 
 
-def tree_key(branch: str, path: str) -> bytes:
-    head, tail = split(path)
-    return b"%s\0%s\0%s" % (branch.encode(), head.encode(), tail.encode())
+def refuse_folder(path: str, entry: Entry | None) -> None:
+    """Raise ``InvalidPathError`` when ``entry``, what is at ``path``, is a folder: a file
+    cannot take a folder's place."""
+    if entry is not None and entry.is_dir:
+        raise InvalidPathError(f"{path} is a folder; a file cannot replace it")
 
 
 def encode_file(perm: str, size: int, mtime: float, aid: bytes) -> bytes:
-    return b"F" + _FILE.pack(PERMS[perm], size, mtime, aid)
+    return b"F" + _FILE.pack(_PERM_CODES[perm], size, mtime, aid)
 
 
 def decode(path: str, raw: bytes) -> Entry:
@@ -62,7 +79,7 @@ class Tree:
         self.txn = txn
         self.db = db
         self.branch = branch
-        self._prefix = branch.encode() + b"\0"
+        self._prefix = join_key(branch, b"")
 
     def raw(self, path: str) -> bytes | None:
         return self.txn.get(tree_key(self.branch, path), db=self.db)
@@ -78,7 +95,7 @@ class Tree:
         return raw[-32:]
 
     def listdir(self, path: str, *, markers: bool = False) -> list[Entry]:
-        prefix = self._prefix + path.encode() + b"\0"
+        prefix = join_key(self.branch, path, b"")
         base = path + "/" if path else ""
         out = []
         cur = self.txn.cursor(db=self.db)
@@ -132,8 +149,7 @@ class Tree:
         if exists is None:
             raw = self.txn.get(key, db=self.db)
             if raw is not None and raw[:1] == b"D":
-                raise InvalidPathError(f"{path!r} is a directory, so it cannot be written as "
-                                       "a file")
+                refuse_folder(path, decode(path, raw))
             exists = raw is not None
         if not exists:
             parent = split(path)[0]

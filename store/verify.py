@@ -28,7 +28,8 @@ from herofossil.errors import HeroFossilError, StoreError
 from herofossil.store import blobs as blobfmt
 from herofossil.store.blobs import artifact_id, pack_u64, unpack_u64
 from herofossil.store.checkins import INDEXED, _decode_record, _encode_record
-from herofossil.store.lmdbenv import ALL_TABLES, LOCAL_TABLES, is_store
+from herofossil.store.lmdbenv import is_store
+from herofossil.store.schema import ALL_TABLES, LOCAL_TABLES, lmdb_open
 from herofossil.store.tree import PERM_NAMES
 from herofossil.store.tree import decode as tree_entry
 
@@ -37,6 +38,7 @@ LINES_PER_TABLE = 5
 REBUILD = "run 'herofossil rebuild'"
 RESTORE = "restore the store from a backup or a peer"
 INFO_KEYS = (b"next_seq", b"next_cseq")
+EPOCH_KEY = b"sync-epoch"  # store/exchange.py: local state that a rebuild drops and renews
 # What liblmdb dies of on a damaged file (a bad pointer, a page past the file, an assertion).
 _CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
 _RECORD_SEQ = struct.Struct("<Q")  # a check-in record's sequence, after its format byte
@@ -268,8 +270,12 @@ def _decode(table: str, key: bytes, value: bytes):
         _empty(value)
         return _text(key[:-9], "path"), _u64(key[-8:])
     if table == "info":
+        if key == EPOCH_KEY:  # the sync epoch: hex text, renewed by every rebuild
+            if not value or any(c not in b"0123456789abcdef" for c in value):
+                raise _Bad("a sync epoch that is not hex text")
+            return value.decode()
         if key not in INFO_KEYS:
-            raise _Bad("unknown key (only the counters belong here)")
+            raise _Bad("unknown key (only the counters and the sync epoch belong here)")
         return _u64(value, "counter")
     if table == "blob":
         _id(key, "key")
@@ -458,8 +464,7 @@ class _Checker:
         size = os.path.getsize(os.path.join(self.env.path, "data.mdb"))
         try:
             # Never committed: below LMDB's dirty-page limit the copy stays in memory.
-            senv = lmdb.open(self.scratch_dir, map_size=4 * size + (1 << 30),
-                             max_dbs=len(ALL_TABLES) + 2, subdir=True, sync=False,
+            senv = lmdb_open(self.scratch_dir, 4 * size + (1 << 30), sync=False,
                              metasync=False, lock=False, readahead=False)
             stxn = senv.begin(write=True)
             self.sdb = {name: senv.open_db(name.encode(), txn=stxn) for name in ALL_TABLES}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from herofossil.store.blobs import BlobReader
 from herofossil.store.paths import DIR_MARKER, is_under
-from herofossil.store.tree import Entry, Tree
+from herofossil.store.tree import Entry, Tree, perm_of
 
 
 class TreeView:
@@ -46,8 +46,7 @@ class ManifestView:
     def _entry(self, path: str, card) -> Entry:
         aid = bytes.fromhex(card.uuid)
         size = self.blobs.size(aid) if self.blobs.has(aid) else 0
-        perm = card.perm if card.perm in ("x", "l") else ""
-        return Entry(path, False, card.uuid, perm, size, self.mtime)
+        return Entry(path, False, card.uuid, perm_of(card.perm), size, self.mtime)
 
     def _index(self) -> dict[str, list[str]]:
         if self._dirs is None:
@@ -86,5 +85,5 @@ class ManifestView:
 
     def files(self, markers: bool = False) -> dict[str, tuple[str, str]]:
         """path -> (artifact id, perm); kept-empty folders' markers only with ``markers``."""
-        return {n: (c.uuid, c.perm if c.perm in ("x", "l") else "") for n, c in self._files.items()
+        return {n: (c.uuid, perm_of(c.perm)) for n, c in self._files.items()
                 if markers or n.rpartition("/")[2] != DIR_MARKER}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 
 from herofossil.errors import UsageError
+from herofossil.store.blobs import artifact_hex
 from herofossil.store.changes import Delete, MakeDir, Put
 from herofossil.store.paths import DIR_MARKER
 
@@ -87,7 +87,7 @@ def snapshot_changes(repo, root: str, branch: str | None = None) -> list:
             changes.append(Delete(path))
     for path, (data, perm) in sorted(files.items()):
         have = current.get(path)
-        if have is None or have[1] != perm or have[0] != hashlib.sha3_256(data).hexdigest():
+        if have is None or have[1] != perm or have[0] != artifact_hex(data):
             changes.append(Put(path, data, perm))
     for folder in empty:
         if folder + "/" + DIR_MARKER not in current:

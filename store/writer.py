@@ -22,9 +22,9 @@ from herofossil.store import manifest as mf
 from herofossil.store.artifacts import KNOWN, ArtifactWriter
 from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, PutArtifact, Rename
 from herofossil.store.checkins import MANIFESTS, Checkin, CheckinIndex
-from herofossil.store.crosslink import PERMS, crosslink, fill_tree, tree_kept_at
+from herofossil.store.crosslink import crosslink, fill_tree, tree_kept_at
 from herofossil.store.paths import DIR_MARKER, is_under, normalize
-from herofossil.store.tree import Tree
+from herofossil.store.tree import Tree, check_perm, refuse_folder
 
 _NOT_LOOKED_UP = object()
 
@@ -92,8 +92,7 @@ class _Pending:
         caller looked."""
         if entry is _NOT_LOOKED_UP:
             entry = self.tree.get(path)
-        if entry is not None and entry.is_dir:
-            raise InvalidPathError(f"{path!r} is a directory, so it cannot be written as a file")
+        refuse_folder(path, entry)
         if entry is None and not path.isascii():
             self._check_normalisation(path)
         old = None if entry is None else bytes.fromhex(entry.id)
@@ -149,13 +148,10 @@ class _Pending:
         path = normalize(ch.path)
         data = _as_bytes(ch.data)
         entry = self.tree.get(path)
-        if entry is not None and entry.is_dir:
-            raise InvalidPathError(f"{path} is a folder; a file cannot replace it")
+        refuse_folder(path, entry)
         current = bytes.fromhex(entry.id) if entry else None
         _check_expect(path, ch.expect, current)
-        perm = ch.perm if ch.perm is not None else (entry.perm if entry else "")
-        if perm not in PERMS:
-            raise UsageError(f"file permission must be '', 'x' or 'l', not {perm!r}")
+        perm = check_perm(ch.perm if ch.perm is not None else (entry.perm if entry else ""))
         aid, added = self.aw.add(data)
         if added and current is not None:
             self.replaced.append((current, aid, data))
@@ -167,12 +163,9 @@ class _Pending:
         if not self.aw.has(aid):
             raise NotFoundError(f"artifact {ch.id} is not in the store")
         entry = self.tree.get(path)
-        if entry is not None and entry.is_dir:
-            raise InvalidPathError(f"{path} is a folder; a file cannot replace it")
+        refuse_folder(path, entry)
         _check_expect(path, ch.expect, bytes.fromhex(entry.id) if entry else None)
-        if ch.perm not in PERMS:
-            raise UsageError(f"file permission must be '', 'x' or 'l', not {ch.perm!r}")
-        self.put(path, aid, ch.perm, self.aw.size(aid))
+        self.put(path, aid, check_perm(ch.perm), self.aw.size(aid))
 
     def _delete(self, ch: Delete) -> None:
         path = normalize(ch.path, marker=True)
@@ -258,8 +251,45 @@ def commit(
     aw = ArtifactWriter(txn, dbs)
     ci = CheckinIndex(txn, dbs)
     tip = ci.tip(branch)
-    tags: list[mf.TagCard] = []
     tree = Tree(txn, dbs["tree"], branch)
+    parent, prec, tags = _start_at(txn, dbs, ci, aw, tree, branch, tip, parent)
+    date, when = _next_date(prec)
+    pending = _Pending(tree, aw, when)
+    for change in changes:
+        pending.apply(change)
+    changed = pending.changed()
+    if not changed and not merge_parents and not tags and not allow_empty:
+        if parent != tip:
+            fill_tree(tree, aw, MANIFESTS.files(aw, tip), ci.require(tip).time)
+        tree_kept_at(ci, branch, tip)
+        return None
+    nfiles = prec.nfiles + pending.nfiles_delta
+    pm = MANIFESTS.manifest(aw, parent)
+    baseline, files, full = _file_cards(aw, pm, parent, changed, nfiles)
+    m = mf.Manifest(
+        comment=message,
+        date=date,
+        user=user,
+        files=files,
+        parents=[parent.hex()] + [p.hex() for p in merge_parents],
+        tags=tags,
+        baseline=baseline,
+    )
+    data = m.to_bytes()
+    cid = _store_manifest(aw, data, pm, parent, full, pending.replaced)
+    linked = crosslink(txn, dbs, [cid], aw=aw, parsed={cid: m},
+                       summaries={cid: (nfiles, list(changed), when)},
+                       tree_at={branch: cid})
+    record = linked.checkins[0]
+    KNOWN.add(cid, data)
+    return record
+
+
+def _start_at(txn, dbs, ci: CheckinIndex, aw: ArtifactWriter, tree: Tree, branch: str,
+              tip: bytes | None, parent: bytes | None
+              ) -> tuple[bytes, Checkin, list[mf.TagCard]]:
+    """(parent id, its record, the tags of a new branch) of a check-in on ``branch``, with
+    ``tree`` holding the parent's files."""
     if tip is None:
         if parent is None:
             raise NotFoundError(f"no branch {branch!r}: start it from a version first")
@@ -273,48 +303,37 @@ def commit(
             Tree(txn, dbs["tree"], prec.branch).copy_to(tree)
         else:
             fill_tree(tree, aw, MANIFESTS.files(aw, parent), prec.time)
-    else:
-        if parent is None:
-            parent = tip
-        prec = ci.require(parent)
-        if parent != tip or not ci.indexed(branch):
-            fill_tree(tree, aw, MANIFESTS.files(aw, parent), prec.time)
-    date, when = _next_date(prec)
-    pending = _Pending(tree, aw, when)
-    for change in changes:
-        pending.apply(change)
-    changed = pending.changed()
-    if not changed and not merge_parents and not tags and not allow_empty:
-        if parent != tip:
-            fill_tree(tree, aw, MANIFESTS.files(aw, tip), ci.require(tip).time)
-        tree_kept_at(ci, branch, tip)
-        return None
-    nfiles = prec.nfiles + pending.nfiles_delta
-    pm = MANIFESTS.manifest(aw, parent)
+        return parent, prec, tags
+    if parent is None:
+        parent = tip
+    prec = ci.require(parent)
+    if parent != tip or not ci.indexed(branch):
+        fill_tree(tree, aw, MANIFESTS.files(aw, parent), prec.time)
+    return parent, prec, []
+
+
+def _file_cards(aw: ArtifactWriter, pm: mf.Manifest, parent: bytes, changed: dict,
+                nfiles: int) -> tuple[str | None, list[mf.FileCard], bool]:
+    """(baseline, F cards, full) of the manifest after ``pm``: a delta-manifest on the
+    parent's baseline, or a full baseline (None) once the delta outgrows ``delta_limit``."""
     if pm.baseline:
         baseline, cards = pm.baseline, {c.name: c for c in pm.files}
     else:
         baseline, cards = parent.hex(), {}
     cards.update(changed)
-    full = len(cards) > delta_limit(nfiles)
-    if full:  # the baseline's files with the parent's and this check-in's changes
+    if len(cards) > delta_limit(nfiles):  # the baseline's files with every change since
         base = MANIFESTS.baseline(aw, bytes.fromhex(baseline)) if pm.baseline else pm
         files = list(mf.overlay_cards({c.name: c for c in base.files}, cards.values()).values())
-        baseline = None
-    else:
-        files = list(cards.values())
-    m = mf.Manifest(
-        comment=message,
-        date=date,
-        user=user,
-        files=files,
-        parents=[parent.hex()] + [p.hex() for p in merge_parents],
-        tags=tags,
-        baseline=baseline,
-    )
-    data = m.to_bytes()
+        return None, files, True
+    return baseline, list(cards.values()), False
+
+
+def _store_manifest(aw: ArtifactWriter, data: bytes, pm: mf.Manifest, parent: bytes,
+                    full: bool, replaced: list) -> bytes:
+    """Store the manifest ``data``, and the reverse deltas it and the new file versions
+    allow (``replaced``: (old id, new id, new bytes)); returns its id."""
     cid, _ = aw.add(data, cards=True)
-    for old, new, new_data in pending.replaced:
+    for old, new, new_data in replaced:
         aw.deltify(old, new, new_data=new_data)
     if full:  # the previous baseline becomes a reverse delta on the new one
         aw.deltify(bytes.fromhex(pm.baseline) if pm.baseline else parent, cid, new_data=data)
@@ -328,9 +347,4 @@ def commit(
         # whole (not worth a delta) is compressed.
         if pm.baseline and not aw.deltify(parent, cid, new_data=data):
             aw.compress(parent, cards=True)
-    linked = crosslink(txn, dbs, [cid], aw=aw, parsed={cid: m},
-                       summaries={cid: (nfiles, list(changed), when)},
-                       tree_at={branch: cid})
-    record = linked.checkins[0]
-    KNOWN.add(cid, data)
-    return record
+    return cid

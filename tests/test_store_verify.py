@@ -21,7 +21,8 @@ import pytest
 import herofossil
 from herofossil.store.blobs import pack_u64, unpack_u64
 from herofossil.store.changes import Delete, Put
-from herofossil.store.lmdbenv import LOCAL_TABLES, MARKER
+from herofossil.store.lmdbenv import MARKER
+from herofossil.store.schema import LOCAL_TABLES
 
 REBUILD = "herofossil rebuild"
 

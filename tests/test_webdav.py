@@ -15,9 +15,9 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from webdav_child import ServeProcess  # tests/webdav_child.py
 
 import herofossil
-from herofossil.webdav.child import ServeProcess
 
 
 class Client:

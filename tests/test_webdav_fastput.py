@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from test_webdav import Client, log
+from webdav_child import ServeProcess  # tests/webdav_child.py
 
 import herofossil
-from herofossil.webdav.child import ServeProcess
 from herofossil.webdav.fastput import LockGate
 
 LOCK_BODY = (

@@ -7,9 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+from webdav_child import ServeProcess  # tests/webdav_child.py
 
 import herofossil
-from herofossil.webdav.child import ServeProcess
 
 SUITES = ("basic", "copymove", "props", "locks", "http")
 SUMMARY = re.compile(r"<- summary for `(\w+)': of (\d+) tests run: (\d+) passed, (\d+) failed")

@@ -8,9 +8,9 @@ import subprocess
 import time
 
 import pytest
+from webdav_child import ServeProcess  # tests/webdav_child.py
 
 import herofossil
-from herofossil.webdav.child import ServeProcess
 
 pytestmark = [
     pytest.mark.slow,

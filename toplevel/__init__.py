@@ -12,6 +12,7 @@ from herofossil.errors import (
     NotFoundError,
     ParseError,
     StoreError,
+    SyncError,
     UsageError,
 )
 
@@ -32,6 +33,20 @@ def open(path=None, *, create: bool = False, readonly: bool = False,  # noqa: A0
     return Repo.open(path, create=create, readonly=readonly, **kw)
 
 
+def clone(url: str, path, *, progress=None):
+    """Copy the store a herofossil server serves at ``url`` into a new store at ``path``
+    (run it again after an interruption: it resumes). Returns the ``Repo``."""
+    from herofossil.sync import client
+
+    repo = open(path, create=True)
+    try:
+        client.sync(repo, url, pull=True, push=False, progress=progress)
+    except BaseException:
+        repo.close()
+        raise
+    return repo
+
+
 def __getattr__(name: str):
     # The store's types load with the store, not with every ``import herofossil``
     # (the command line's --help and the error classes need none of it).
@@ -50,6 +65,7 @@ _STORE_TYPES = ("Put", "Delete", "Rename", "MakeDir", "Checkin", "Entry", "Repo"
 
 __all__ = [
     "open",
+    "clone",
     *_STORE_TYPES,
     "HeroFossilError",
     "UsageError",
@@ -61,4 +77,5 @@ __all__ = [
     "AuthError",
     "InvalidPathError",
     "StoreError",
+    "SyncError",
 ]

@@ -25,7 +25,7 @@ names trunk), a tag, 'tip', a date 'YYYY-MM-DD[ HH:MM[:SS]]' (UTC) or
 'BRANCH@DATE'. Paths are UTF-8, at most 400 bytes.
 
 exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 integrity,
-6 bad delta, 7 parse error, 8 auth, 9 bad path, 10 store unusable,
+6 bad delta, 7 parse error, 8 auth, 9 bad path, 10 store unusable, 11 sync failed,
 130 interrupted.
 """
 
@@ -285,10 +285,8 @@ def cmd_stats(args):
 def cmd_export(args):
     progress = _progress(args)
     if args.kind == "git":
-        from herofossil.gitimport.cli import cmd_export as git_export
-
         with _repo(args) as repo:
-            return git_export(repo, args.dir, progress)
+            return _export_git(repo, args.dir, progress)
     with _repo(args) as repo:
         n = repo.export_artifacts(args.dir, progress)
     progress.close()
@@ -298,21 +296,47 @@ def cmd_export(args):
 def cmd_import(args):
     progress = _progress(args)
     if args.kind == "git":
-        from herofossil.gitimport.cli import cmd_import as git_import
-
         with _repo(args, create=True) as repo:
-            return git_import(repo, args.dir, args.incremental, progress)
+            return _import_git(repo, args.dir, args.incremental, progress)
     with _repo(args, create=True) as repo:
         n = repo.import_artifacts(args.dir, progress)
     progress.close()
     _out(f"imported {n} new artifacts from {args.dir}")
 
 
+def _export_git(repo, path: str, progress) -> None:
+    """``export git GITDIR``: the history as a Git repository."""
+    from herofossil.gitimport.exporter import export_git
+
+    r = export_git(repo, path, progress=progress)
+    progress.close()
+    _out(f"exported {r.commits} commits ({r.new_commits} new) and {r.refs} refs to {path} "
+         f"in {r.seconds:.2f}s")
+
+
+def _import_git(repo, path: str, incremental: bool, progress) -> None:
+    """``import git GITDIR [--incremental]``: every branch and tag of a Git repository."""
+    from herofossil.gitimport.importer import import_git
+
+    r = import_git(repo, path, incremental=incremental, progress=progress)
+    progress.close()
+    try:
+        repo.compact()  # a bulk import leaves LMDB free pages behind; give them back
+    except errors.StoreError:
+        pass  # another process has the store open: its free pages get reused later
+    for w in r.warnings:
+        sys.stderr.write(f"herofossil: warning: {w}\n")
+    _out(f"imported {r.commits} commits ({r.skipped} already present), {r.refs_changed} refs "
+         f"changed from {path} in {r.seconds:.2f}s (peak RSS {r.peak_rss_kb // 1024} MiB)")
+
+
 def cmd_git(args):
-    from herofossil.gitimport.cli import cmd_map
+    """``git map [REF] [-n N]``: Git commit id and check-in id, newest first."""
+    from herofossil.gitimport.mapping import git_map
 
     with _repo(args) as repo:
-        cmd_map(repo, args.ref, args.n)
+        for sha, cid in git_map(repo, args.ref, args.n):
+            _out(f"{sha or '-' * 40} {cid}")
 
 
 def cmd_serve(args):
@@ -337,15 +361,117 @@ def cmd_serve(args):
         users.load(repo)
         for spec in args.users or []:
             users.add(*auth.parse_user_spec(spec))
-        server.check_exposure(args.host, users)
-        app = server.make_app(repo, users=users, readonly=args.readonly,
-                              noise_patterns=DEFAULT_PATTERNS + tuple(args.noise or ()))
+        if args.no_webdav and args.no_sync:
+            raise errors.UsageError("serve: --no-webdav and --no-sync leave nothing to serve")
+        if not args.no_webdav or not args.public_read:
+            server.check_exposure(args.host, users)
+        srv = None
+        if not args.no_webdav:
+            app = server.make_app(repo, users=users, readonly=args.readonly,
+                                  noise_patterns=DEFAULT_PATTERNS + tuple(args.noise or ()))
+            try:
+                srv = server.make_server(app, args.host, args.webdav_port)
+            except OSError as exc:
+                raise errors.UsageError(f"serve: cannot listen on {args.host}:"
+                                        f"{args.webdav_port}: {exc.strerror or exc}") from exc
+        sync_srv = None
+        if not args.no_sync:
+            from herofossil.sync import peers as sync_peers
+            from herofossil.sync.server import Background
+
+            follow = [sync_peers.resolve(repo, peer)[1] for peer in args.follow or []]
+            port = args.sync_port
+            if port is None:  # beside WebDAV's: the next port, or any free one with it
+                port = 0 if args.webdav_port == 0 else args.webdav_port + 1
+            try:
+                sync_srv = Background(repo, args.host, port, readonly=args.readonly,
+                                      users=users, public_read=args.public_read,
+                                      follow=follow)
+            except OSError as exc:
+                raise errors.UsageError(f"serve: cannot listen on {args.host}:"
+                                        f"{args.sync_port}: {exc.strerror or exc}") from exc
+        def announce(line: str) -> None:
+            _announce(line)
+            if sync_srv is not None:
+                _announce(f"sync: {sync_srv.url}")
+
         try:
-            srv = server.make_server(app, args.host, args.webdav_port)
-        except OSError as exc:
-            raise errors.UsageError(f"serve: cannot listen on {args.host}:{args.webdav_port}: "
-                                    f"{exc.strerror or exc}") from exc
-        server.serve_forever(srv, _announce)
+            if srv is None:  # sync only: no webdav line to follow
+                _announce(f"sync: {sync_srv.url}")
+            server.serve_forever(srv, announce)
+        finally:
+            if sync_srv is not None:
+                sync_srv.stop()
+
+
+def cmd_clone(args):
+    from herofossil.sync import client
+
+    dest = args.store or args.repository
+    if dest is None:
+        raise errors.UsageError("clone: name the new store (clone URL STORE, or -R STORE)")
+    repo, report = client.clone(args.url, dest, progress=_progress(args))
+    with repo:
+        _out(f"cloned {client.redact(args.url)} into {repo.path}: {report.summary()}")
+
+
+def _sync_cmd(args, pull: bool, push: bool) -> None:
+    from herofossil.sync import peers
+
+    failed = 0
+    with _repo(args) as repo:
+        if not args.peer and not peers.list_peers(repo):
+            raise errors.UsageError("no peer given and none saved: give a URL, or save one "
+                                    "with 'herofossil peer add NAME URL'")
+        for label, result in peers.sync_each(repo, [args.peer] if args.peer else None,
+                                             pull=pull, push=push, progress=_progress(args)):
+            if isinstance(result, errors.SyncError):
+                failed += 1
+                sys.stderr.write(f"herofossil: {label}: {result}\n")
+            else:
+                _out(f"{label}: {result.summary()}")
+                forks = [b for b in repo.branches() if len(repo.leaves(b)) > 1]
+                for branch in forks:
+                    _out(f"{label}: branch {branch} has {len(repo.leaves(branch))} leaves "
+                         "(written on both sides): 'herofossil merge' joins them")
+    if failed:
+        raise errors.SyncError(f"{failed} peer(s) failed (see above)")
+
+
+def cmd_pull(args):
+    _sync_cmd(args, pull=True, push=False)
+
+
+def cmd_push(args):
+    _sync_cmd(args, pull=False, push=True)
+
+
+def cmd_sync(args):
+    _sync_cmd(args, pull=True, push=True)
+
+
+def cmd_peer(args):
+    from herofossil.sync import peers
+
+    with _repo(args) as repo:
+        if args.action == "add":
+            if not args.name or not args.url:
+                raise errors.UsageError("peer add NAME URL")
+            peer = peers.add(repo, args.name, args.url)
+            _out(f"peer {peer.name}: {peer.url}")
+        elif args.action == "rm":
+            if not args.name:
+                raise errors.UsageError("peer rm NAME")
+            peers.remove(repo, args.name)
+            _out(f"peer {args.name}: removed")
+        else:
+            import datetime as dt
+
+            for p in peers.list_peers(repo):
+                when = (dt.datetime.fromtimestamp(p.last_sync).strftime("%Y-%m-%d %H:%M:%S")
+                        if p.last_sync else "never synced")
+                note = f"  last error: {p.last_error}" if p.last_error else ""
+                _out(f"{p.name}  {p.url}  {when}{note}")
 
 
 def _announce(line: str) -> None:
@@ -365,6 +491,7 @@ def cmd_check(args):
 
 # ---- parser
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command (each sets ``fn``, the function that runs it)."""
     p = _Parser(prog="herofossil", description="A versioned, content-addressed datastore "
                 "with Fossil-format history.", epilog=EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -384,6 +511,37 @@ def build_parser() -> argparse.ArgumentParser:
                             "starts the branch from trunk's tip)")
         return sp
 
+    _file_commands(cmd)
+    _history_commands(cmd)
+    _maintenance_commands(cmd)
+    _interop_commands(cmd)
+    _sync_commands(cmd)
+    _serve_command(sub)
+    return p
+
+
+def _sync_commands(cmd) -> None:
+    """clone, pull, push, sync and peer."""
+    sp = cmd("clone", cmd_clone, "clone URL [STORE]: copy the store a herofossil server "
+             "serves (run it again after an interruption: it resumes)")
+    sp.add_argument("url")
+    sp.add_argument("store", nargs="?")
+    for name, fn, what in (("pull", cmd_pull, "get what PEER has that this store lacks"),
+                           ("push", cmd_push, "send PEER what this store has that it lacks"),
+                           ("sync", cmd_sync, "pull and push in one exchange")):
+        sp = cmd(name, fn, f"{name} [PEER]: {what}; PEER is a saved name or a URL "
+                 "(credentials: in the URL, ~/.netrc or $HEROFOSSIL_SYNC_PASSWORD); no PEER: "
+                 "every saved peer in turn, a failing one reported without stopping the others")
+        sp.add_argument("peer", nargs="?")
+    sp = cmd("peer", cmd_peer, "peer add NAME URL / peer ls / peer rm NAME: saved peers "
+             "(kept in the store, never with a password)")
+    sp.add_argument("action", choices=["add", "ls", "rm"])
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("url", nargs="?")
+
+
+def _file_commands(cmd) -> None:
+    """init, one-file operations, commit DIR and checkout."""
     cmd("init", cmd_init, "create a store at STORE (or the default location)")
     sp = cmd("put", cmd_put, "write FILE (or stdin) at PATH as one check-in", writes=True)
     sp.add_argument("path")
@@ -416,6 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref")
     sp.add_argument("dir")
     sp.add_argument("-f", "--force", action="store_true", help="write into a non-empty DIR")
+
+
+def _history_commands(cmd) -> None:
+    """log, diff, branch, tag and merge."""
     sp = cmd("log", cmd_log, "history, newest first")
     sp.add_argument("path", nargs="?", help="only check-ins that changed this file or folder")
     sp.add_argument("-n", type=int, metavar="N", help="at most N entries")
@@ -440,6 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref", nargs="?")
     sp.add_argument("--strategy", choices=["ours", "theirs"],
                     help="resolve files changed on both sides (default: refuse)")
+
+
+def _maintenance_commands(cmd) -> None:
+    """check, verify, rebuild, compact and stats."""
     sp = cmd("check", cmd_check, "parse every HeroScript, TOML and Markdown file at REF and "
              "print path:line: message for each error")
     sp.add_argument("ref", nargs="?", help="version to check (default: trunk's tip)")
@@ -451,6 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--tables", action="store_true",
                     help="also the bytes each table takes on disk (what makes the store's size)")
+
+
+def _interop_commands(cmd) -> None:
+    """export, import (artifacts and Git) and git map."""
     sp = cmd("export", cmd_export, "export artifacts DIR: every artifact as a file named by "
              "its hash (fossil deconstruct layout); export git GITDIR: the history as a Git "
              "repository (created if missing)")
@@ -468,8 +638,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=["map"])
     sp.add_argument("ref", nargs="?")
     sp.add_argument("-n", type=int, metavar="N", help="at most N entries")
-    sp = sub.add_parser("serve", help="serve the store over WebDAV until interrupted",
-                        description="Serve the store over WebDAV (prints 'webdav: URL'). "
+
+
+def _serve_command(sub) -> None:
+    """serve: WebDAV until interrupted, or manage its saved users."""
+    sp = sub.add_parser("serve", help="serve the store over WebDAV and peer sync until "
+                        "interrupted",
+                        description="Serve the store over WebDAV (prints 'webdav: URL') and "
+                        "peer sync (prints 'sync: URL'; the same users: ro pulls, rw pushes "
+                        "too). "
                         "/ is trunk's tip, /.branches/NAME/ other branches (read-write), "
                         "/.history/REF/ any past version (read-only). Every change is one "
                         "check-in. Without users access is anonymous and only on loopback. "
@@ -490,7 +667,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--remove-user", action="append", metavar="NAME",
                     help="forget a saved user, then exit")
     sp.add_argument("--list-users", action="store_true", help="list saved users, then exit")
-    return p
+    sp.add_argument("--sync-port", type=int, metavar="N",
+                    help="port of peer sync (default: WebDAV's port + 1, 8024; with "
+                    "--webdav-port 0 any free one; 0 picks a free one)")
+    sp.add_argument("--no-webdav", action="store_true", help="serve peer sync only")
+    sp.add_argument("--no-sync", action="store_true", help="serve WebDAV only")
+    sp.add_argument("--public-read", action="store_true",
+                    help="sync: anonymous clone and pull from anywhere (push needs a user)")
+    sp.add_argument("--follow", action="append", metavar="PEER",
+                    help="sync: keep this store in sync with PEER (a saved name or a URL) "
+                    "continuously (repeatable)")
 
 
 def main(argv: list[str] | None = None) -> int:

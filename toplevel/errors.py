@@ -107,6 +107,14 @@ class StoreError(HeroFossilError):
     fields = ("store",)
 
 
+class SyncError(HeroFossilError):
+    """An exchange with a peer failed (unreachable, refused, or it sent something wrong);
+    nothing of that exchange was stored. Field: ``peer`` (its URL, when known)."""
+
+    exit_code = 11
+    fields = ("peer",)
+
+
 __all__ = [
     "HeroFossilError",
     "UsageError",
@@ -118,4 +126,5 @@ __all__ = [
     "AuthError",
     "InvalidPathError",
     "StoreError",
+    "SyncError",
 ]

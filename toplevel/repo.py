@@ -16,24 +16,24 @@ class Repo(StoreRepo):
 
     def config(self, path: str, at: str | None = None) -> Any:
         """``path`` parsed by extension: Playbook (.hero), dict (.toml), Document (.md)."""
-        from herofossil.parsers import config
+        from herofossil import config
 
         return config.load_config(self, path, at)
 
     def playbook(self, pattern: str, at: str | None = None):
         """One Playbook of the actions of every HeroScript/Markdown file matching ``pattern``."""
-        from herofossil.parsers import config
+        from herofossil import config
 
         return config.load_playbook(self, pattern, at)
 
     def watch(self, prefix: str = "", *, interval: float = 0.2, branch: str | None = None):
         """A Watcher reporting new check-ins (from any process) that touch ``prefix``."""
-        from herofossil.parsers.watch import Watcher
+        from herofossil.store.watch import Watcher
 
         return Watcher(self, prefix, interval=interval, branch=branch)
 
     def check(self, at: str | None = None) -> tuple[int, list]:
         """Parse every structured file at ``at``: (files checked, ParseErrors)."""
-        from herofossil.parsers import config
+        from herofossil import config
 
         return config.check_version(self, at)

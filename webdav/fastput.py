@@ -12,7 +12,6 @@ generic way, decided before the body is read.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from urllib.parse import quote
 from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
 
 from herofossil import errors
+from herofossil.store.blobs import artifact_hex
 from herofossil.store.changes import Put
 from herofossil.webdav import routes
 
@@ -157,7 +157,7 @@ def put(provider, environ: dict, start_response):
                 principal=environ.get("wsgidav.user_name", "anonymous"),
             )
         fs.commit(environ, loc, [Put(loc.path, data)], loc.url)
-    etag = hashlib.sha3_256(data).hexdigest()
+    etag = artifact_hex(data)
     # No status page for 201 (wsgidav renders one): the headers say it all.
     start_response(
         "204 No Content" if existed else "201 Created",

@@ -10,7 +10,6 @@ and nothing is lost.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from urllib.parse import quote
 
@@ -24,6 +23,7 @@ from wsgidav.dav_error import (
 )
 
 from herofossil import errors
+from herofossil.store.blobs import artifact_hex
 from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, PutArtifact, Rename
 from herofossil.store.paths import is_under
 from herofossil.store.tree import Entry
@@ -202,7 +202,7 @@ class RepoFS:
             return
         expect = expect_from(env)
         self.commit(env, loc, [Put(loc.path, data, None, expect)], loc.url)
-        aid = hashlib.sha3_256(data).hexdigest()
+        aid = artifact_hex(data)
         res.entry = Entry(loc.path, False, aid, size=len(data), mtime=time.time())
 
     def create_file(self, folder: FolderResource, name: str) -> FileResource:

@@ -85,11 +85,13 @@ def url_of(server: wsgi.Server) -> str:
     return f"http://{host}:{port}/"
 
 
-def serve_forever(server: wsgi.Server, announce: Callable[[str], None] | None = None) -> None:
+def serve_forever(server: wsgi.Server | None,
+                  announce: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly (requests in flight finish).
 
     The server runs in a thread; the signal handlers only set an event, so a
-    signal never lands in the middle of cheroot's own bookkeeping.
+    signal never lands in the middle of cheroot's own bookkeeping. ``server``
+    None: only wait for the signal (another server runs in its own thread).
     """
     stop = threading.Event()
 
@@ -97,15 +99,18 @@ def serve_forever(server: wsgi.Server, announce: Callable[[str], None] | None = 
         stop.set()
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    thread = threading.Thread(target=server.serve, name="webdav-server", daemon=True)
-    thread.start()
+    thread = None
+    if server is not None:
+        thread = threading.Thread(target=server.serve, name="webdav-server", daemon=True)
+        thread.start()
     try:
-        if announce:
+        if announce and server is not None:
             announce(f"webdav: {url_of(server)}")
-        while thread.is_alive() and not stop.wait(0.5):
+        while (thread is None or thread.is_alive()) and not stop.wait(0.5):
             pass
     finally:
-        server.stop()
-        thread.join(10)
+        if server is not None:
+            server.stop()
+            thread.join(10)
         for sig, handler in old.items():
             signal.signal(sig, handler)

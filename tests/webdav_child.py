@@ -1,4 +1,4 @@
-"""Run ``herofossil serve`` in a child process and learn its URL (tests, benchmarks)."""
+"""Run ``herofossil serve`` in a child process and learn its URL (a test and benchmark helper)."""
 
 from __future__ import annotations
 

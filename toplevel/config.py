@@ -1,4 +1,8 @@
-"""Configuration read straight from the store: parsed files and playbooks at any version."""
+"""Configuration read straight from the store: parsed files and playbooks at any version.
+
+The glue between ``Repo`` and the parsers: what ``Repo.config``, ``Repo.playbook`` and
+``Repo.check`` do.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from herofossil.errors import UsageError
-
-from . import check, heroscript
+from herofossil.parsers import check, heroscript
 
 
 @lru_cache(maxsize=256)

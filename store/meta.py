@@ -1,10 +1,8 @@
-"""Small generic helpers over a ``Repo`` for adapters: batched metadata, artifact scans."""
+"""Batched reads and writes of the unversioned ``meta`` table, for adapters over a ``Repo``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
-from herofossil.store.blobs import BlobReader
+from collections.abc import Iterable
 
 
 def _key(namespace: str, key: str) -> bytes:
@@ -38,27 +36,3 @@ def meta_get_many(repo, namespace: str, keys: Iterable[str]) -> dict[str, bytes]
             if v is not None:
                 out[k] = v
     return out
-
-
-def iter_artifacts(repo, batch: int = 512) -> Iterator[tuple[str, bytes]]:
-    """(hex id, bytes) of every artifact, in short read transactions."""
-    db = repo._env.db["blob"]
-    last = b""
-    while True:
-        ids = []
-        with repo._env.read() as txn:
-            cur = txn.cursor(db=db)
-            if not cur.set_range(last):
-                return
-            for aid in cur.iternext(values=False):
-                if aid == last:
-                    continue
-                ids.append(aid)
-                if len(ids) >= batch:
-                    break
-            reader = BlobReader(txn, db)
-            items = [(aid.hex(), reader.content(aid)) for aid in ids]
-        if not items:
-            return
-        yield from items
-        last = ids[-1]

@@ -1,0 +1,43 @@
+"""Key and value codecs of the LMDB tables: the one place their byte layouts are written.
+
+Keys that name several things join them with NUL, which no path, branch or
+tag name holds, so a range scan over ``join_key(a, b"")`` finds exactly a's entries:
+
+    tree      branch NUL folder NUL name      (``tree_key``; folder '' at the root)
+    leaf      branch NUL check-in id
+    tag       tag name NUL check-in id
+    pathlog   path NUL u64 sequence
+    meta      namespace NUL key
+    seq, cseq u64 sequence                    (big-endian: keys sort by number)
+
+Counts kept as values: ``chain`` a u16, ``deps`` a u32 (``CHAIN``, ``DEPS``).
+"""
+
+from __future__ import annotations
+
+import struct
+
+_U64 = struct.Struct(">Q")
+CHAIN = struct.Struct("<H")  # value of the chain table: longest delta chain on an artifact
+DEPS = struct.Struct("<I")  # value of the deps table: deltas based on an artifact
+
+
+def pack_u64(n: int) -> bytes:
+    """``n`` as 8 big-endian bytes (sequence keys and counters)."""
+    return _U64.pack(n)
+
+
+def unpack_u64(b: bytes) -> int:
+    """The number ``pack_u64`` made ``b`` from."""
+    return _U64.unpack(b)[0]
+
+
+def join_key(*parts: str | bytes) -> bytes:
+    """``parts`` joined by NUL, text as UTF-8; a last part ``b""`` makes a scan prefix."""
+    return b"\0".join(p.encode() if isinstance(p, str) else p for p in parts)
+
+
+def tree_key(branch: str, path: str) -> bytes:
+    """The tree table's key of ``path`` on ``branch``."""
+    head, _, tail = path.rpartition("/")
+    return b"%s\0%s\0%s" % (branch.encode(), head.encode(), tail.encode())

@@ -1,0 +1,53 @@
+"""The schema of a store: its tables (named LMDB databases) and how LMDB opens them.
+
+global state (the repository itself)
+    ``blob``     artifact id (32-byte SHA3-256) -> stored form (see ``blobs``)
+
+local state (``rebuild`` regenerates it from ``blob``)
+    ``seq``      insert sequence (8-byte big-endian) -> artifact id
+    ``phantom``  id of an artifact referenced but not yet present -> b""
+    ``chain``    id of a whole-stored artifact -> longest delta chain ending on it
+    ``deps``     artifact id -> how many stored deltas use it as their base
+    ``checkin``  check-in id -> its metadata (a compact binary record, see ``checkins``)
+    ``cseq``     check-in sequence (8-byte big-endian) -> check-in id
+    ``child``    parent id + child id -> b""
+    ``leaf``     branch + NUL + check-in id -> b""
+    ``tip``      branch -> check-in id whose tree ``tree`` indexes
+    ``tree``     branch + NUL + dir + NUL + name -> entry (see ``tree``)
+    ``pathlog``  path + NUL + check-in sequence -> b"" (``cseq`` names the check-in)
+    ``tag``      tag name + NUL + check-in id -> tag value (sym-tags in force)
+    ``info``     counters and settings
+
+outside the versioned tree, kept by ``rebuild``
+    ``meta``     namespaced key -> value (WebDAV dead properties and locks, ...)
+"""
+
+from __future__ import annotations
+
+import lmdb
+
+GLOBAL_TABLES = ("blob",)
+LOCAL_TABLES = (
+    "seq",
+    "phantom",
+    "chain",
+    "deps",
+    "checkin",
+    "cseq",
+    "child",
+    "leaf",
+    "tip",
+    "tree",
+    "pathlog",
+    "tag",
+    "info",
+)
+KEPT_TABLES = ("meta",)
+ALL_TABLES = GLOBAL_TABLES + LOCAL_TABLES + KEPT_TABLES
+
+
+def lmdb_open(path: str, map_size: int, **options) -> lmdb.Environment:
+    """An LMDB environment in directory ``path`` with room for every table of the schema;
+    ``options`` are the rest of ``lmdb.open``'s (sync, readonly, lock, ...)."""
+    return lmdb.open(path, map_size=map_size, max_dbs=len(ALL_TABLES) + 2, subdir=True,
+                     **options)

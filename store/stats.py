@@ -1,0 +1,63 @@
+"""Counts and sizes of a store: what ``herofossil stats`` prints."""
+
+from __future__ import annotations
+
+import os
+
+from herofossil.store import blobs as blobfmt
+from herofossil.store.blobs import BlobReader
+from herofossil.store.checkins import CheckinIndex
+from herofossil.store.schema import ALL_TABLES
+
+
+def table_sizes(env) -> dict[str, dict[str, int]]:
+    """Entries and bytes of pages of every table, of LMDB's list of tables (``(catalog)``),
+    of the rest of the data file (``(free)``: LMDB's free list and meta pages, most of
+    which ``compact`` gives back)."""
+    out: dict[str, dict[str, int]] = {}
+    used = 0
+    with env.read() as txn:
+        main = env.env.stat()
+        psize = main["psize"]
+        for name in ALL_TABLES:
+            st = txn.stat(env.db[name])
+            pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+            used += pages
+            out[name] = {"entries": st["entries"], "bytes": pages * psize}
+        catalog = main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
+        used += catalog
+        out["(catalog)"] = {"entries": main["entries"], "bytes": catalog * psize}
+    total = os.path.getsize(os.path.join(env.path, "data.mdb")) // psize
+    out["(free)"] = {"entries": 0, "bytes": max(total - used, 0) * psize}
+    return out
+
+
+def stats(env) -> dict:
+    """Counts and sizes: artifacts, check-ins, stored vs raw bytes, disk use."""
+    db = env.db
+    out = {}
+    with env.read() as txn:
+        stored = raw = whole = deltas = 0
+        for aid, value in txn.cursor(db=db["blob"]):
+            stored += len(value)
+            if blobfmt.is_whole(value):
+                whole += 1
+                raw += blobfmt.stored_size(value) or 0
+            else:
+                deltas += 1
+                raw += BlobReader(txn, db["blob"]).size(aid)
+        ci = CheckinIndex(txn, db)
+        out.update(
+            artifacts=whole + deltas,
+            whole=whole,
+            deltas=deltas,
+            raw_bytes=raw,
+            stored_bytes=stored,
+            checkins=ci.count(),
+            branches=len(ci.branches()),
+            tags=len(ci.tags()),
+            phantoms=txn.stat(db["phantom"])["entries"],
+        )
+    out["disk_bytes"] = env.disk_size()
+    out["map_bytes"] = env.env.info()["map_size"]
+    return out

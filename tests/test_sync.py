@@ -1,0 +1,439 @@
+"""Peer sync over our protocol: real server processes on loopback, real stores on disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+import herofossil
+from herofossil.errors import SyncError
+from herofossil.store import blobs
+from herofossil.sync import client, wire
+
+
+class Server:
+    """``python -m herofossil.sync.server STORE`` on a free loopback port."""
+
+    def __init__(self, store, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "herofossil.sync.server", str(store), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("sync: "):
+            self.stop()
+            raise AssertionError(f"the server did not start: {line}{self.proc.stderr.read()}")
+        self.url = line.split()[1]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def serve():
+    started = []
+
+    def start(store, *args):
+        s = Server(store, *args)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def _history(repo, prefix="f", n=20):
+    for i in range(n):
+        repo.write(f"{prefix}/{i % 5}.txt", b"line %d of version %d\n" % (i, i) * 40,
+                   message=f"{prefix} {i}")
+
+
+def _same(a, b):
+    with a._env.read() as ta, b._env.read() as tb:
+        ids_a = set(ta.cursor(db=a._env.db["blob"]).iternext(values=False))
+        ids_b = set(tb.cursor(db=b._env.db["blob"]).iternext(values=False))
+    return ids_a == ids_b and a.branches() == b.branches() and a.files() == b.files()
+
+
+def test_clone_copies_every_artifact_and_the_history(tmp_path, serve):
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    _history(origin)
+    origin.branch_new("feature")
+    origin.write("feat.md", b"# feature\n", branch="feature")
+    origin.tag_add("v1")
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    repo, report = client.clone(srv.url, tmp_path / "copy")
+    with herofossil.open(tmp_path / "origin", readonly=True) as origin:
+        assert _same(origin, repo)
+        assert [c.id for c in repo.log()] == [c.id for c in origin.log()]
+        assert repo.tags() == origin.tags()
+        assert repo.read("feat.md", at="feature") == b"# feature\n"
+        size = origin.stats()["stored_bytes"]
+    assert report.round_trips == 1 and report.checkins_new == repo.stats()["checkins"]
+    assert repo.stats()["stored_bytes"] <= 1.1 * size  # deltas travel and stay deltas
+    assert report.bytes_received <= 1.2 * size + 2000
+    assert repo.verify().ok
+    repo.close()
+
+
+def test_a_no_op_sync_is_one_small_round_trip(tmp_path, serve):
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    _history(origin, n=5)
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    repo, _ = client.clone(srv.url, tmp_path / "copy")
+    report = client.sync(repo, srv.url)
+    assert report.round_trips == 1
+    assert report.artifacts_sent == report.artifacts_received == 0
+    assert report.bytes_sent + report.bytes_received < 600  # without HTTP headers
+    repo.close()
+
+
+def test_changes_on_both_sides_cross_in_one_round_trip(tmp_path, serve):
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    _history(origin, n=5)
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    repo, _ = client.clone(srv.url, tmp_path / "copy")
+    repo.write("mine/a.txt", b"written on the clone\n")
+    # The server's store gets a write from another process while it serves.
+    subprocess.run([sys.executable, "-m", "herofossil", "-R", str(tmp_path / "origin"), "put",
+                    "theirs/b.txt"], input=b"written on the origin\n", check=True)
+    report = client.sync(repo, srv.url)
+    assert report.round_trips == 1
+    assert report.artifacts_sent >= 2 and report.artifacts_received >= 2
+    assert report.checkins_new == 1
+    with herofossil.open(tmp_path / "origin", readonly=True) as origin:
+        assert _same_artifacts(origin, repo)
+        assert sorted(origin.leaves("trunk")) == sorted(repo.leaves("trunk"))
+        assert len(origin.leaves("trunk")) == 2  # a fork: both writes kept
+    again = client.sync(repo, srv.url)
+    assert again.round_trips == 1 and again.artifacts_sent == again.artifacts_received == 0
+    repo.close()
+
+
+def _same_artifacts(a, b):
+    with a._env.read() as ta, b._env.read() as tb:
+        return (set(ta.cursor(db=a._env.db["blob"]).iternext(values=False))
+                == set(tb.cursor(db=b._env.db["blob"]).iternext(values=False)))
+
+
+def test_a_read_only_replica_refuses_a_push_and_stores_nothing(tmp_path, serve):
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    _history(origin, n=3)
+    origin.close()
+    srv = serve(tmp_path / "origin", "--readonly")
+    repo, _ = client.clone(srv.url, tmp_path / "copy")
+    repo.write("new.txt", b"new\n")
+    with pytest.raises(SyncError, match="read-only replica"):
+        client.sync(repo, srv.url, pull=False)
+    srv.stop()
+    with herofossil.open(tmp_path / "origin") as origin:
+        assert "new.txt" not in origin.files()
+    repo.close()
+
+
+def _post(url, body: bytes, content_type=wire.CONTENT_TYPE):
+    req = urllib.request.Request(url.rstrip("/") + "/sync", data=body, method="POST",
+                                 headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _push(artifacts, project=None):
+    header = {"store": "x" * 32, "epoch": "e", "project": project, "last": 1,
+              "push": {"after": 0, "reached": 1}}
+    return wire.encode(wire.Message(header, artifacts))
+
+
+@pytest.mark.parametrize("case", ["bad hash", "missing base", "delta cycle", "garbage",
+                                  "truncated", "other version", "other project", "no push"])
+def test_a_lying_or_broken_peer_gets_an_error_and_nothing_is_stored(tmp_path, serve, case):
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    _history(origin, n=3)
+    before = origin.stats()["artifacts"]
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    good = b"an honest artifact\n"
+    aid = blobs.artifact_id(good)
+    other = blobs.artifact_id(b"something else")
+    if case == "bad hash":
+        body = _push([(other, blobs.RAW + good)])
+    elif case == "missing base":
+        body = _push([(aid, blobs.encode_delta(other, b"xyz"))])
+    elif case == "delta cycle":
+        body = _push([(aid, blobs.encode_delta(other, b"1")),
+                      (other, blobs.encode_delta(aid, b"2"))])
+    elif case == "garbage":
+        body = os.urandom(300)
+    elif case == "truncated":
+        body = _push([(aid, blobs.RAW + good)])[:-5]
+    elif case == "other version":
+        body = wire.MAGIC + bytes([wire.VERSION + 1]) + _push([])[4:]
+    elif case == "other project":
+        body = _push([(aid, blobs.RAW + good)], project="f" * 32)
+    else:
+        header = {"store": "x" * 32, "epoch": "e", "last": 1}
+        body = wire.encode(wire.Message(header, [(aid, blobs.RAW + good)]))
+    status, data = _post(srv.url, body)
+    assert status == 400, data
+    assert wire.decode(data).header["error"]
+    # The server keeps serving others.
+    repo, _ = client.clone(srv.url, tmp_path / "copy")
+    assert repo.stats()["artifacts"] == before
+    repo.close()
+    srv.stop()
+    with herofossil.open(tmp_path / "origin") as origin:
+        assert origin.stats()["artifacts"] == before
+        assert origin.verify().ok
+
+
+def test_a_clone_killed_midway_resumes_and_fetches_only_what_is_missing(tmp_path, serve,
+                                                                        monkeypatch):
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    for i in range(40):  # incompressible: the chunks are large
+        origin.write(f"big/{i}.bin", os.urandom(200_000), message=f"big {i}")
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    script = (
+        "import sys\n"
+        "from herofossil.sync import backend, client\n"
+        "backend.CHUNK = 1 << 20\n"
+        "def progress(label, done, total):\n"
+        "    if done >= 10: print('cut', flush=True); sys.stdin.read()\n"
+        "client.clone(sys.argv[1], sys.argv[2], progress=progress)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, srv.url, str(tmp_path / "copy")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "cut\n"
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with herofossil.open(tmp_path / "copy") as partial:
+        have = partial.stats()["artifacts"]
+        had_bytes = partial.stats()["stored_bytes"]
+        assert partial.verify().ok
+    assert 10 <= have < 80
+    monkeypatch.setattr("herofossil.sync.backend.CHUNK", 1 << 20)
+    repo, report = client.clone(srv.url, tmp_path / "copy")
+    with herofossil.open(tmp_path / "origin", readonly=True) as origin:
+        assert _same(origin, repo)
+        total = origin.stats()["stored_bytes"]
+    assert report.artifacts_received == repo.stats()["artifacts"] - have
+    # What was missing, plus framing and at most a chunk's worth sent again.
+    assert report.bytes_received < (total - had_bytes) + (1 << 20) + 10_000
+    assert repo.verify().ok
+    repo.close()
+
+
+def test_users_rights_and_credentials_from_url_netrc_or_environment(tmp_path, serve,
+                                                                    monkeypatch):
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    _history(origin, n=3)
+    origin.close()
+    srv = serve(tmp_path / "origin", "--user", "alice:s3cret", "--user", "bob:pw:ro")
+    host = srv.url.removeprefix("http://")
+    with pytest.raises(SyncError, match="HTTP 401.*needs a user name"):
+        client.clone(srv.url, tmp_path / "anon")
+    with pytest.raises(SyncError, match="HTTP 401.*wrong user name or password"):
+        client.clone(f"http://alice:wrong@{host}", tmp_path / "wrong")
+    repo, _ = client.clone(f"http://bob:pw@{host}", tmp_path / "bob")  # read-only may pull
+    repo.write("from-bob.txt", b"bob\n")
+    with pytest.raises(SyncError, match="HTTP 403.*may only read"):
+        client.sync(repo, f"http://bob:pw@{host}")
+    repo.close()
+    repo, _ = client.clone(f"http://alice:s3cret@{host}", tmp_path / "alice")
+    repo.write("from-alice.txt", b"alice\n")
+    assert client.sync(repo, f"http://alice:s3cret@{host}").artifacts_sent >= 2
+    with repo._env.read() as txn:  # what the store keeps of the peer: never the password
+        kept = b"".join(k + v for k, v in txn.cursor(db=repo._env.db["meta"]))
+    assert b"s3cret" not in kept and b"alice" not in kept
+    repo.write("more.txt", b"more\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine 127.0.0.1 login alice password s3cret\n")
+    (home / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))
+    assert client.sync(repo, srv.url).artifacts_sent >= 2  # from ~/.netrc
+    (home / ".netrc").unlink()
+    repo.write("env.txt", b"env\n")
+    monkeypatch.setenv(client.PASSWORD_ENV, "s3cret")
+    assert client.sync(repo, f"http://alice@{host}").artifacts_sent >= 2  # from the env
+    repo.close()
+    srv.stop()
+    with herofossil.open(tmp_path / "origin") as origin:
+        files = origin.files()
+    assert {"from-alice.txt", "more.txt", "env.txt"} <= set(files)
+    assert "from-bob.txt" not in files
+
+
+def test_saved_peers_sync_one_after_the_other_and_a_failing_one_does_not_stop_the_rest(
+        tmp_path, serve):
+    from herofossil.sync import peers
+
+    with herofossil.open(tmp_path / "a", create=True) as origin:
+        origin.write("a.txt", b"a")
+    srv_a = serve(tmp_path / "a")
+    b, _ = client.clone(srv_a.url, tmp_path / "b")  # one project, two servers
+    b.write("b.txt", b"b")
+    b.close()
+    srv_b = serve(tmp_path / "b")
+    repo = herofossil.open(tmp_path / "mine", create=True)
+    host_a = srv_a.url.removeprefix("http://")
+    saved = peers.add(repo, "a", f"http://user:secret@{host_a}")
+    assert saved.url == f"http://user@{host_a}"  # the password is not kept
+    peers.add(repo, "b", srv_b.url)
+    peers.add(repo, "gone", "http://127.0.0.1:9/")  # nothing listens on the discard port
+    with pytest.raises(herofossil.UsageError):
+        peers.add(repo, "bad name", srv_a.url)
+    results = dict(peers.sync_each(repo, None, pull=True, push=True))
+    assert isinstance(results["gone"], SyncError)
+    assert results["a"].artifacts_received >= 2 and results["b"].artifacts_received >= 2
+    assert {"a.txt", "b.txt"} <= set(repo.files())
+    listed = {p.name: p for p in peers.list_peers(repo)}
+    assert listed["a"].last_sync and listed["gone"].last_error and not listed["gone"].last_sync
+    peers.remove(repo, "gone")
+    assert [p.name for p in peers.list_peers(repo)] == ["a", "b"]
+    repo.close()
+
+
+@pytest.mark.slow
+def test_a_server_killed_during_pushes_and_pulls_loses_nothing_and_the_next_sync_completes(
+        tmp_path, serve, monkeypatch):
+    import random
+    import threading
+
+    monkeypatch.setattr("herofossil.sync.backend.CHUNK", 1 << 20)  # many round trips
+
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    origin.write("seed.txt", b"seed\n")
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    repo, _ = client.clone(srv.url, tmp_path / "copy")
+    rnd = random.Random(7)
+    kills = 0
+    for round_ in range(6):
+        for i in range(40):
+            repo.write(f"r{round_}/{i}.bin", rnd.randbytes(150_000))
+        timer = threading.Timer(rnd.uniform(0.005, 0.1), srv.proc.kill)
+        timer.start()
+        try:
+            client.sync(repo, srv.url)
+        except SyncError:
+            kills += 1
+        timer.cancel()
+        srv.proc.wait(timeout=30) if srv.proc.poll() is not None else None
+        srv.stop()
+        with herofossil.open(tmp_path / "origin") as origin:  # opens, and nothing half-done
+            assert origin.verify().ok
+        srv = serve(tmp_path / "origin")
+        client.sync(repo, srv.url)
+        with herofossil.open(tmp_path / "origin", readonly=True) as origin:
+            assert _same_artifacts(origin, repo)
+    assert kills >= 1
+
+
+def _wait_for(predicate, seconds=30.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return time.monotonic()
+        time.sleep(0.05)
+    return None
+
+
+def _has(store, path):
+    try:
+        with herofossil.open(store, readonly=True) as repo:
+            return path in repo.files()
+    except herofossil.HeroFossilError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_follower_shows_writes_of_either_side_within_seconds_and_survives_a_restart(
+        tmp_path, serve):
+    import time
+
+    with herofossil.open(tmp_path / "a", create=True) as origin:
+        origin.write("first.txt", b"1\n")
+    srv_a = serve(tmp_path / "a")
+    client.clone(srv_a.url, tmp_path / "b")[0].close()
+    serve(tmp_path / "b", "--follow", srv_a.url)
+
+    def put(store, path):
+        subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store), "put", path],
+                       input=b"x\n", check=True)
+        return time.monotonic()
+
+    put(tmp_path / "a", "on-a.txt")  # liveness only: how fast is the benchmark's figure
+    assert _wait_for(lambda: _has(tmp_path / "b", "on-a.txt")) is not None
+    put(tmp_path / "b", "on-b.txt")
+    assert _wait_for(lambda: _has(tmp_path / "a", "on-b.txt")) is not None
+    port = srv_a.url.rstrip("/").rpartition(":")[2]
+    srv_a.stop()  # the peer goes away, and comes back on the same port
+    put(tmp_path / "b", "while-a-was-down.txt")
+    time.sleep(0.5)
+    serve(tmp_path / "a", "--port", port)
+    assert _wait_for(lambda: _has(tmp_path / "a", "while-a-was-down.txt")) is not None
+    put(tmp_path / "a", "after-restart.txt")
+    assert _wait_for(lambda: _has(tmp_path / "b", "after-restart.txt")) is not None
+
+
+def test_the_command_line_serves_clones_pulls_pushes_and_keeps_peers(tmp_path):
+    def hf(*args, store=None, check=True, input=None):
+        cmd = [sys.executable, "-m", "herofossil"] + (["-R", str(store)] if store else [])
+        proc = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
+                              input=input)
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    origin = tmp_path / "origin"
+    hf("init", store=origin)
+    hf("put", "a.txt", store=origin, input="a\n")
+    proc = subprocess.Popen([sys.executable, "-m", "herofossil", "-R", str(origin), "serve",
+                             "--no-webdav", "--sync-port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("sync: http://127.0.0.1:"), line + proc.stderr.read()
+        url = line.split()[1]
+        out = hf("clone", url, tmp_path / "copy").stdout
+        assert "cloned" in out and "round trip" in out
+        copy = tmp_path / "copy"
+        assert hf("cat", "a.txt", store=copy).stdout == "a\n"
+        hf("peer", "add", "origin", url, store=copy)
+        assert "origin" in hf("peer", "ls", store=copy).stdout
+        hf("put", "b.txt", store=copy, input="b\n")
+        assert "1 new" not in hf("push", store=copy).stdout
+        assert hf("cat", "b.txt", store=origin).stdout == "b\n"
+        hf("put", "c.txt", store=origin, input="c\n")
+        assert "1 new check-in" in hf("pull", "origin", store=copy).stdout
+        assert hf("cat", "c.txt", store=copy).stdout == "c\n"
+        bad = hf("pull", "http://127.0.0.1:9/", store=copy, check=False)
+        assert bad.returncode == SyncError.exit_code and "Traceback" not in bad.stderr
+        assert hf("verify", store=copy).returncode == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
