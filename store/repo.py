@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from herofossil.errors import InvalidPathError, NotFoundError, UsageError
+from herofossil.errors import ConflictError, InvalidPathError, NotFoundError, UsageError
 from herofossil.store import blobs as blobfmt
 from herofossil.store import lmdbenv, refs
 from herofossil.store import manifest as mf
@@ -30,6 +30,7 @@ from herofossil.store.views import ManifestView, TreeView
 from herofossil.store.writer import commit as commit_changes
 
 ENV_VAR = "HEROFOSSIL_REPO"
+FORK_MERGER = "herofossil"  # the user of the merges every peer writes the same (merge_forks)
 
 
 def default_store_path() -> str:
@@ -405,6 +406,7 @@ class Repo:
         parent: str | None = None,
         merge_parents: Iterable[str] = (),
         allow_empty: bool = False,
+        at: float | None = None,
     ) -> Checkin | None:
         """Apply ``changes`` (Put, Delete, Rename, MakeDir) as one durable check-in.
 
@@ -436,6 +438,7 @@ class Repo:
                 parent=pid,
                 merge_parents=extra,
                 allow_empty=allow_empty,
+                at=at,
             )
 
         return self._env.write(txn_fn)
@@ -559,14 +562,52 @@ class Repo:
             base = mergemod.common_ancestor(ci, ours, theirs)
             if base == theirs:
                 raise UsageError(f"{theirs.hex()[:12]} is already part of {branch}")
-        files = {c: self._files(c.hex()) if c else {} for c in {base, ours, theirs}}
-        changes, conflicts = mergemod.plan(files[base], files[ours], files[theirs], strategy)
         if message is None:
             message = f"Merge {other or theirs.hex()[:12]} into {branch}"
-            if conflicts:
-                message += f" (conflicts resolved as {strategy}: {', '.join(conflicts[:5])})"
+        return self._merge(branch, ours, theirs, base, strategy, message, user, None)
+
+    def _merge(self, branch: str, ours: bytes, theirs: bytes, base: bytes | None,
+               strategy: str | None, message: str, user: str | None,
+               at: float | None) -> Checkin:
+        from herofossil.store import merge as mergemod
+
+        files = {c: self._files(c.hex()) if c else {} for c in {base, ours, theirs}}
+        changes, conflicts = mergemod.plan(files[base], files[ours], files[theirs], strategy)
+        if conflicts:
+            message += f" (conflicts resolved as {strategy}: {', '.join(conflicts[:5])})"
         return self.commit(changes, message=message, user=user, branch=branch,
-                           parent=ours.hex(), merge_parents=[theirs.hex()], allow_empty=True)
+                           parent=ours.hex(), merge_parents=[theirs.hex()], allow_empty=True,
+                           at=at)
+
+    def merge_forks(self, branch: str | None = None) -> tuple[list[Checkin], list[str]]:
+        """Join the leaves of ``branch`` (default: every branch) whose sides changed
+        different paths, by merge check-ins built from the leaves alone — parents in id
+        order, a time 1 ms after the newer, user and comment fixed — so that every peer
+        that merges the same fork writes the same artifact and no new fork appears.
+        Returns (the merges made, the branches left forked by a conflict)."""
+        from herofossil.store import merge as mergemod
+
+        made, forked = [], []
+        for name in [branch] if branch else sorted(self.branches()):
+            while True:
+                leaves = sorted(self.leaves(name))
+                if len(leaves) < 2:
+                    break
+                ours, theirs = bytes.fromhex(leaves[0]), bytes.fromhex(leaves[1])
+                with self._read() as txn:
+                    ci = CheckinIndex(txn, self._db)
+                    base = mergemod.common_ancestor(ci, ours, theirs)
+                    at = max(ci.require(ours).time, ci.require(theirs).time) + 0.001
+                try:
+                    made.append(self._merge(name, ours, theirs, base, None,
+                                            f"Merge fork {leaves[1][:12]} into {name}",
+                                            FORK_MERGER, at))
+                except ConflictError:
+                    forked.append(name)
+                    break
+                except NotFoundError:  # a side's files have not all arrived yet: later
+                    break
+        return made, forked
 
     def checkout(self, ref: str | None, dest: str, *, force: bool = False) -> int:
         """Write version ``ref`` into directory ``dest``; returns the number of files."""

@@ -222,9 +222,10 @@ class _Pending:
         self.put(path + "/" + DIR_MARKER, aid, "", 0)
 
 
-def _next_date(parent: Checkin | None) -> tuple[str, float]:
-    """Now, in Fossil's millisecond format and as a timestamp, always after the parent's."""
-    ms = int(time.time() * 1000)
+def _next_date(parent: Checkin | None, at: float | None = None) -> tuple[str, float]:
+    """Now (or ``at``), in Fossil's millisecond format and as a timestamp, always after
+    the parent's."""
+    ms = int(time.time() * 1000) if at is None else round(at * 1000)
     if parent is not None:
         ms = max(ms, round(parent.time * 1000) + 1)
     when = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
@@ -242,18 +243,21 @@ def commit(
     parent: bytes | None = None,
     merge_parents: tuple[bytes, ...] = (),
     allow_empty: bool = False,
+    at: float | None = None,
 ) -> Checkin | None:
     """Apply ``changes`` to ``branch`` as one check-in; returns it (None if nothing changed).
 
     ``parent`` defaults to the branch tip; a branch that does not exist yet is
-    started from ``parent`` (required then) with Fossil's branch tags.
+    started from ``parent`` (required then) with Fossil's branch tags. ``at``:
+    the check-in's time instead of now (a check-in that every peer must write
+    byte for byte the same: a fork's merge).
     """
     aw = ArtifactWriter(txn, dbs)
     ci = CheckinIndex(txn, dbs)
     tip = ci.tip(branch)
     tree = Tree(txn, dbs["tree"], branch)
     parent, prec, tags = _start_at(txn, dbs, ci, aw, tree, branch, tip, parent)
-    date, when = _next_date(prec)
+    date, when = _next_date(prec, at)
     pending = _Pending(tree, aw, when)
     for change in changes:
         pending.apply(change)

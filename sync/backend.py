@@ -22,13 +22,15 @@ pushed to it.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
-from herofossil.errors import SyncError
+from herofossil.errors import HeroFossilError, SyncError
 from herofossil.store import exchange
 from herofossil.sync.wire import Message
 
 CHUNK = 16 << 20
+log = logging.getLogger("herofossil.sync")
 PEER_NS = "sync-peer"
 PROJECT_NS = "sync"
 
@@ -43,11 +45,18 @@ class Report:
     artifacts_sent: int = 0
     artifacts_received: int = 0
     checkins_new: int = 0
+    merges: int = 0  # forks joined by a merge every peer writes the same
+    forked: tuple[str, ...] = ()  # branches left with several leaves (a conflict)
 
     def summary(self) -> str:
-        return (f"{self.round_trips} round trip(s), {self.bytes_sent} bytes sent, "
+        text = (f"{self.round_trips} round trip(s), {self.bytes_sent} bytes sent, "
                 f"{self.bytes_received} received, {self.artifacts_sent} artifacts sent, "
                 f"{self.artifacts_received} received, {self.checkins_new} new check-in(s)")
+        if self.merges:
+            text += f", {self.merges} fork(s) merged"
+        if self.forked:
+            text += f"; conflicting leaves left on {', '.join(self.forked)}: 'herofossil merge'"
+        return text
 
 
 class SyncBackend:
@@ -88,6 +97,19 @@ class SyncBackend:
         return mine.decode()
 
     # ---- peer state
+    def join_forks(self, report: Report | None = None) -> None:
+        """Merge the forks that a received change made, where the sides do not conflict."""
+        if self.readonly or self.env.readonly:
+            return
+        try:
+            made, forked = self.repo.merge_forks()
+        except HeroFossilError as exc:  # what was received is kept; the next exchange retries
+            log.warning("joining forks failed: %s", exc)
+            return
+        if report is not None:
+            report.merges += len(made)
+            report.forked = tuple(forked)
+
     def peer_state(self, peer: str) -> dict:
         raw = self.repo.meta_get(PEER_NS, peer)
         return json.loads(raw) if raw else {}
@@ -158,7 +180,8 @@ class SyncBackend:
             if not isinstance(push, dict) or not isinstance(push.get("reached"), int):
                 raise SyncError("a push without the sequence number it reached")
             if request.artifacts:
-                exchange.receive(self.env, request.artifacts)
+                if exchange.receive(self.env, request.artifacts).checkins:
+                    self.join_forks()  # before the pull below: the client gets the merge
             if me["project"] is None and theirs is not None:
                 self.repo.meta_put(PROJECT_NS, "project", theirs.encode())
                 out["project"] = theirs

@@ -114,11 +114,14 @@ def test_changes_on_both_sides_cross_in_one_round_trip(tmp_path, serve):
     report = client.sync(repo, srv.url)
     assert report.round_trips == 1
     assert report.artifacts_sent >= 2 and report.artifacts_received >= 2
-    assert report.checkins_new == 1
+    assert report.checkins_new == 2  # the origin's write, and its merge of the fork
     with herofossil.open(tmp_path / "origin", readonly=True) as origin:
         assert _same_artifacts(origin, repo)
-        assert sorted(origin.leaves("trunk")) == sorted(repo.leaves("trunk"))
-        assert len(origin.leaves("trunk")) == 2  # a fork: both writes kept
+        assert origin.leaves("trunk") == repo.leaves("trunk")
+        assert len(origin.leaves("trunk")) == 1  # disjoint sides: joined, nothing lost
+        assert {"mine/a.txt", "theirs/b.txt"} <= set(origin.files())
+        merge = origin.checkin()
+        assert len(merge.parents) == 2 and merge.user == "herofossil"
     again = client.sync(repo, srv.url)
     assert again.round_trips == 1 and again.artifacts_sent == again.artifacts_received == 0
     repo.close()
@@ -437,3 +440,41 @@ def test_the_command_line_serves_clones_pulls_pushes_and_keeps_peers(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
+
+
+def _fork(repo, left: dict, right: dict):
+    """Two check-ins on trunk's tip, one with ``left``'s files, one with ``right``'s."""
+    from herofossil import Put
+
+    base = repo.checkin().id
+    repo.commit([Put(p, d) for p, d in left.items()], message="left")
+    repo.commit([Put(p, d) for p, d in right.items()], message="right", parent=base)
+    assert len(repo.leaves("trunk")) == 2
+
+
+def test_every_peer_joins_a_disjoint_fork_with_the_same_merge_artifact(tmp_path, serve):
+    with herofossil.open(tmp_path / "a", create=True) as a:
+        a.write("base.txt", b"base\n")
+        _fork(a, {"left.txt": b"l\n"}, {"right.txt": b"r\n"})
+    srv = serve(tmp_path / "a", "--readonly")  # a replica merges nothing itself
+    b, report = client.clone(srv.url, tmp_path / "b")
+    assert report.merges == 1 and len(b.leaves("trunk")) == 1
+    srv.stop()
+    with herofossil.open(tmp_path / "a") as a:
+        made, forked = a.merge_forks()
+        assert forked == [] and [c.id for c in made] == [b.checkin().id]  # byte-identical
+        assert a.files() == b.files()
+    b.close()
+
+
+def test_a_fork_that_changed_one_path_on_both_sides_is_left_and_reported(tmp_path, serve):
+    with herofossil.open(tmp_path / "a", create=True) as a:
+        a.write("same.txt", b"base\n")
+        _fork(a, {"same.txt": b"left\n"}, {"same.txt": b"right\n"})
+    srv = serve(tmp_path / "a", "--readonly")
+    b, report = client.clone(srv.url, tmp_path / "b")
+    assert report.merges == 0 and report.forked == ("trunk",)
+    assert "conflicting leaves left on trunk" in report.summary()
+    assert len(b.leaves("trunk")) == 2
+    assert b.read("same.txt") in (b"left\n", b"right\n")  # reads use the newest leaf
+    b.close()
