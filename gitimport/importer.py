@@ -436,12 +436,11 @@ class Importer:
 
     # ---- the run
     def _checkpoint(self, frontier: set, touched: set) -> None:
-        # The branches whose tips are stale are saved before the check-ins that make them
-        # stale: a kill between the two steps must not leave a branch without its tip.
-        self.index.put("pending", json.dumps(sorted(touched)).encode())
-        self.index.commit()
+        # A kill after the flush and before the index commit leaves tips stale and no
+        # record of them: BulkWriter.close brings every branch with a leaf up to date.
         self.bulk.flush()
         self.index.put("frontier", json.dumps(sorted(frontier)).encode())
+        self.index.put("pending", json.dumps(sorted(touched)).encode())
         self.index.mark()
         self.index.commit()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader, artifact_id
-from herofossil.store.crosslink import crosslink
+from herofossil.store.crosslink import crosslink, leaf_branches
 
 
 class BulkWriter:
@@ -108,8 +108,11 @@ class BulkWriter:
                     aw.add(op[2], op[1], cards=True)
                     new.append(op[1])
                     parsed[op[1]] = op[3]
+            touch = set(self._branches)
+            if update_tips:  # and every branch an interrupted run may have left stale
+                touch |= leaf_branches(txn, self._db)
             linked = crosslink(txn, self._db, new, aw=aw, parsed=parsed, summaries=summaries,
-                               update_tips=update_tips, touch=self._branches)
+                               update_tips=update_tips, touch=touch)
             return linked.branches, len(linked.checkins)
 
         branches, added = self._env.write(txn_fn)

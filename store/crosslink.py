@@ -84,6 +84,14 @@ def fill_tree(tree: Tree, aw: ArtifactWriter, files: dict[str, mf.FileCard], mti
         tree.put(name, perm_of(card.perm), size, mtime, aid)
 
 
+def leaf_branches(txn, dbs) -> set[str]:
+    """Every branch that has a leaf (so a check-in), with a tip or not."""
+    out: set[str] = set()
+    for key in txn.cursor(db=dbs["leaf"]).iternext(values=False):
+        out.add(key.partition(b"\0")[0].decode())
+    return out
+
+
 def tree_kept_at(ci: CheckinIndex, branch: str, cid: bytes) -> None:
     """Record that ``branch``'s tree index now holds check-in ``cid``, its tip (a writer
     brought it there, change by change)."""
@@ -217,7 +225,10 @@ def _deltify_checkin(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest,
 
 def _update_tip(txn, dbs, aw: ArtifactWriter, reader, ci: CheckinIndex, branch: str,
                 keep_index: bool, tree_at: bytes | None) -> None:
-    """Point ``branch`` at its newest leaf, with its tree index where one is kept."""
+    """Point ``branch`` at its newest leaf, with its tree index where one is kept (a
+    touched branch with no check-in yet is left alone)."""
+    if not ci.leaves(branch):
+        return
     tip = ci.newest_leaf(branch)
     indexed = keep_index or ci.indexed(branch) or (
         ci.tip(branch) is None and branch == DEFAULT_BRANCH)
