@@ -114,7 +114,11 @@ def large_file_seconds(tmp: Path, mib: int) -> tuple[float, float, float]:
 
     rnd = random.Random(mib)
     size = mib << 20
-    first, unrelated = rnd.randbytes(size), rnd.randbytes(size)
+
+    def noise(n: int) -> bytes:  # randbytes takes at most 2**31 bits at once
+        return b"".join(rnd.randbytes(min(n - i, 64 << 20)) for i in range(0, n, 64 << 20))
+
+    first, unrelated = noise(size), noise(size)
     edited = bytearray(unrelated)
     for _ in range(100):
         at = rnd.randrange(size - (size // 10_000) - 1)
