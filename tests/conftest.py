@@ -68,3 +68,14 @@ def cli(store_path):
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def shim(tmp_path_factory):
+    """The LD_PRELOAD I/O shim of tests/iofault, built once (power-loss and fault tests)."""
+    import powerloss
+
+    path = powerloss.build_shim(tmp_path_factory.mktemp("shim"))
+    if path is None:
+        pytest.skip("no C compiler (cc or gcc) to build the iofault shim")
+    return path

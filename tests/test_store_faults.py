@@ -24,14 +24,6 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the iofault shim needs Linux (LD_PRELOAD, /proc)")
 
 
-@pytest.fixture(scope="module")
-def shim(tmp_path_factory):
-    path = powerloss.build_shim(tmp_path_factory.mktemp("shim"))
-    if path is None:
-        pytest.skip("no C compiler (cc or gcc) to build the iofault shim")
-    return path
-
-
 def _data_file(store) -> str:
     return os.path.realpath(os.path.join(str(store), "data.mdb"))
 

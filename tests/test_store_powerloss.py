@@ -35,14 +35,6 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the iofault shim needs Linux (LD_PRELOAD, /proc)")
 
 
-@pytest.fixture(scope="module")
-def shim(tmp_path_factory):
-    path = powerloss.build_shim(tmp_path_factory.mktemp("shim"))
-    if path is None:
-        pytest.skip("no C compiler (cc or gcc) to build the iofault shim")
-    return path
-
-
 # The writer: ``herofossil.open`` + ``repo.write``; each write that returned is
 # acknowledged by a JSON line on the ack fd (copied into the trace by the shim), fsynced.
 # "try" lines say what is about to be written, so the reader knows every version a path
