@@ -37,6 +37,19 @@ class Checkin:
     baseline: str | None = None
 
 
+@dataclass(slots=True, frozen=True, eq=False)
+class Written(Checkin):
+    """The check-in of one ``Repo.write``, with ``file_id``: the artifact id of the bytes
+    written (their ETag: no need to hash them again). Equal to the same ``Checkin``."""
+
+    file_id: str | None = None
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Checkin):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in Checkin.__dataclass_fields__)
+
+
 _HEAD = struct.Struct("<BQdIBB")  # format, seq, time, nfiles, parents, has baseline
 _LEN = struct.Struct("<I")
 _FORMAT = 1

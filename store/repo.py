@@ -21,6 +21,7 @@ from herofossil.store.checkins import (
     MANIFESTS,
     Checkin,
     CheckinIndex,
+    Written,
     checkin_summary,
 )
 from herofossil.store.crosslink import crosslink
@@ -407,6 +408,7 @@ class Repo:
         merge_parents: Iterable[str] = (),
         allow_empty: bool = False,
         at: float | None = None,
+        _written: dict | None = None,
     ) -> Checkin | None:
         """Apply ``changes`` (Put, Delete, Rename, MakeDir) as one durable check-in.
 
@@ -439,6 +441,7 @@ class Repo:
                 merge_parents=extra,
                 allow_empty=allow_empty,
                 at=at,
+                written=_written,
             )
 
         return self._env.write(txn_fn)
@@ -453,14 +456,20 @@ class Repo:
         message: str | None = None,
         user: str | None = None,
         branch: str | None = None,
-    ) -> Checkin | None:
-        """Write one file as one check-in; returns it (None if the file was unchanged).
+    ) -> Written | None:
+        """Write one file as one check-in; returns it (None if the file was unchanged),
+        with ``file_id``, the artifact id of the bytes written (their ETag).
 
         ``expect``: the artifact id you last read (or ``EXISTS``/``ABSENT``);
         ``perm``: "x" (executable) or "l" (symlink).
         """
-        return self.commit([Put(path, data, perm, expect)], message=message, user=user,
-                           branch=branch)
+        ids: dict[str, str] = {}
+        ci = self.commit([Put(path, data, perm, expect)], message=message, user=user,
+                         branch=branch, _written=ids)
+        if ci is None:
+            return None
+        fields = {f: getattr(ci, f) for f in Checkin.__dataclass_fields__}
+        return Written(**fields, file_id=next(iter(ids.values()), None))
 
     def delete(self, path: str, *, expect: str | None = None, recursive: bool = False,
                message: str | None = None, user: str | None = None,

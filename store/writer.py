@@ -244,6 +244,7 @@ def commit(
     merge_parents: tuple[bytes, ...] = (),
     allow_empty: bool = False,
     at: float | None = None,
+    written: dict[str, str] | None = None,
 ) -> Checkin | None:
     """Apply ``changes`` to ``branch`` as one check-in; returns it (None if nothing changed).
 
@@ -262,6 +263,8 @@ def commit(
     for change in changes:
         pending.apply(change)
     changed = pending.changed()
+    if written is not None:  # path -> artifact id of what this check-in puts there
+        written.update((p, c.uuid) for p, c in changed.items() if c.uuid)
     if not changed and not merge_parents and not tags and not allow_empty:
         if parent != tip:
             fill_tree(tree, aw, MANIFESTS.files(aw, tip), ci.require(tip).time)

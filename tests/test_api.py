@@ -38,3 +38,13 @@ def test_errors_carry_what_they_are_about(tmp_path):
         assert version.value.ref == "no-such-branch"
     with pytest.raises(TypeError, match="no field"):
         herofossil.ConflictError("x", colour="red")
+
+
+def test_write_returns_the_check_in_and_the_id_of_the_bytes_written(tmp_path):
+    with herofossil.open(tmp_path / "s", create=True) as repo:
+        written = repo.write("a.txt", b"hello\n")
+        assert isinstance(written, herofossil.Written)
+        assert isinstance(written, herofossil.Checkin)
+        assert written.id == repo.checkin().id
+        assert written.file_id == repo.stat("a.txt").id
+        assert repo.write("a.txt", b"hello\n") is None  # unchanged: no check-in

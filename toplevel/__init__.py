@@ -56,12 +56,13 @@ def __getattr__(name: str):
 
         found = {"Put": changes.Put, "Delete": changes.Delete, "Rename": changes.Rename,
                  "MakeDir": changes.MakeDir, "Checkin": checkins.Checkin,
+                 "Written": checkins.Written,
                  "Entry": tree.Entry, "Repo": repo.Repo}
         return found[name]
     raise AttributeError(f"module 'herofossil' has no attribute {name!r}")
 
 
-_STORE_TYPES = ("Put", "Delete", "Rename", "MakeDir", "Checkin", "Entry", "Repo")
+_STORE_TYPES = ("Put", "Delete", "Rename", "MakeDir", "Checkin", "Written", "Entry", "Repo")
 
 __all__ = [
     "open",
