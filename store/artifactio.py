@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 
-from herofossil.errors import IntegrityError, UsageError
+from herofossil.errors import HeroFossilError, IntegrityError, UsageError
 from herofossil.store import artifactdir
+from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader, artifact_id
-from herofossil.store.crosslink import Progress, _quiet, crosslink
+from herofossil.store.crosslink import Progress, _quiet, crosslink, topological
+
+# A transaction's worth of imported artifacts: what an import holds in memory at most.
+BATCH_BYTES = 64 << 20
 
 
 def export_artifacts(env, dest: str, progress: Progress = _quiet, prefix_len: int = 2) -> int:
@@ -27,36 +31,92 @@ def export_artifacts(env, dest: str, progress: Progress = _quiet, prefix_len: in
     return n
 
 
-def import_artifacts(env, src: str, progress: Progress = _quiet) -> int:
+def import_artifacts(env, src: str, progress: Progress = _quiet, *,
+                     batch_bytes: int = BATCH_BYTES) -> int:
     """Add every artifact file under ``src`` (hash-verified) and index what is new.
 
-    What arrives is stored as local writes are: older versions become reverse
-    deltas on newer ones (``crosslink`` with ``deltify``). Returns how many
-    artifacts were new. One transaction: on any bad file, nothing is added.
+    Every file is read and hashed first: on a bad one nothing is added. Then
+    they are stored in transactions of about ``batch_bytes`` each (memory
+    stays bounded by a batch): file contents first, then manifests parents
+    first, then control artifacts, each batch indexed by ``crosslink`` and
+    stored as local writes are (older versions become reverse deltas on
+    newer ones). An import cut short leaves whole batches; running it again
+    adds the rest. Returns how many artifacts were new.
     """
     if not os.path.isdir(src):
         raise UsageError(f"{src} is not a directory")
     files = list(artifactdir.iter_artifacts(src))
+    plain: list[tuple[bytes, str, int]] = []
+    manifests: dict[bytes, tuple[str, int, mf.Manifest]] = {}
+    controls: list[tuple[str, bytes, str, int]] = []
+    for n, (name, path) in enumerate(files, 1):
+        if len(name) != 64:
+            raise UsageError(
+                f"{path}: SHA1-named artifact; herofossil stores SHA3-256 only "
+                "(run 'fossil hash-policy sha3' and 'fossil rebuild' on the source first)"
+            )
+        with open(path, "rb") as f:
+            data = f.read()
+        aid = artifact_id(data)
+        if aid.hex() != name:
+            raise IntegrityError(f"{path}: content hashes to {aid.hex()}, not its name")
+        art = _card_artifact(data)
+        if isinstance(art, mf.Manifest):
+            manifests[aid] = (str(path), len(data), art)
+        elif isinstance(art, mf.ControlArtifact):
+            controls.append((art.date, aid, str(path), len(data)))
+        else:
+            plain.append((aid, str(path), len(data)))
+        if n % 256 == 0:
+            progress("import artifacts: check", n, len(files))
+    order = plain + [(cid, *manifests[cid][:2]) for cid in topological(
+        {cid: m for cid, (_, _, m) in manifests.items()})]
+    order += [(aid, path, size) for _date, aid, path, size in sorted(controls)]
+    parsed = {cid: m for cid, (_, _, m) in manifests.items()}
+    added = done = 0
+    batch: list[tuple[bytes, str, int]] = []
+    size = 0
+    for item in order:
+        batch.append(item)
+        size += item[2]
+        if size >= batch_bytes:
+            added += _import_batch(env, batch, parsed)
+            done += len(batch)
+            progress("import artifacts", done, len(order))
+            batch, size = [], 0
+    if batch:
+        added += _import_batch(env, batch, parsed)
+    progress("import artifacts", len(order), len(order))
+    return added
+
+
+def _card_artifact(data: bytes):
+    """The manifest or control artifact ``data`` is, else None (file content)."""
+    if not data.endswith(b"\n"):
+        return None
+    try:
+        return mf.parse_artifact(data)
+    except HeroFossilError:
+        return None
+
+
+def _import_batch(env, batch: list[tuple[bytes, str, int]], parsed: dict) -> int:
+    """Store one batch (read from disk again) and index it; returns how many were new."""
 
     def txn_fn(txn):
         aw = ArtifactWriter(txn, env.db)
-        new: list[bytes] = []
-        for n, (name, path) in enumerate(files, 1):
-            if len(name) != 64:
-                raise UsageError(
-                    f"{path}: SHA1-named artifact; herofossil stores SHA3-256 only "
-                    "(run 'fossil hash-policy sha3' and 'fossil rebuild' on the source first)"
-                )
+        new = []
+        for aid, path, _size in batch:
+            if aw.has(aid):
+                continue
             with open(path, "rb") as f:
                 data = f.read()
-            aid = artifact_id(data)
-            if aid.hex() != name:
-                raise IntegrityError(f"{path}: content hashes to {aid.hex()}, not its name")
-            if aw.add(data, aid)[1]:
-                new.append(aid)
-            if n % 256 == 0:
-                progress("import artifacts", n, len(files))
-        crosslink(txn, env.db, new, aw=aw, deltify=True, progress=progress)
+            if artifact_id(data) != aid:  # changed on disk since it was checked
+                raise IntegrityError(f"{path}: changed while it was imported")
+            aw.add(data, aid, cards=aid in parsed)
+            new.append(aid)
+        crosslink(txn, env.db, new, aw=aw, deltify=True,
+                  parsed={aid: parsed[aid] for aid in new if aid in parsed})
         return len(new)
 
     return env.write(txn_fn)

@@ -90,3 +90,30 @@ def test_imported_artifacts_are_stored_as_reverse_deltas_as_written_ones_are(tmp
     assert target.verify().ok
     source.close()
     target.close()
+
+
+def test_an_import_in_many_small_batches_gives_the_same_store_and_a_bad_file_adds_nothing(
+        tmp_path):
+    from herofossil.store.artifactio import import_artifacts
+
+    source = herofossil.open(tmp_path / "a", create=True)
+    _history(source)
+    source.export_artifacts(str(tmp_path / "artifacts"))
+    target = herofossil.open(tmp_path / "b", create=True)
+    before = target._env.commits
+    new = import_artifacts(target._env, str(tmp_path / "artifacts"), batch_bytes=2000)
+    assert new == source.stats()["artifacts"]
+    assert target._env.commits - before > 5  # many transactions, each a bounded batch
+    assert _state(target) == _state(source)
+    assert target.stats()["deltas"] > 0
+    assert target.verify().ok
+    bad = tmp_path / "bad"
+    source.export_artifacts(str(bad))
+    victim = next(p for p in bad.rglob("*") if p.is_file())
+    victim.write_bytes(victim.read_bytes() + b"tampered")
+    third = herofossil.open(tmp_path / "c", create=True)
+    with pytest.raises(herofossil.IntegrityError):
+        import_artifacts(third._env, str(bad), batch_bytes=2000)
+    assert third.stats()["artifacts"] == 0  # checked before anything is stored
+    for repo in (source, target, third):
+        repo.close()
