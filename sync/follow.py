@@ -18,7 +18,7 @@ import aiohttp
 from herofossil.errors import HeroFossilError
 from herofossil.sync import client
 from herofossil.sync.backend import SyncBackend
-from herofossil.sync.server import changed
+from herofossil.sync.server import changed, data_mark
 
 log = logging.getLogger("herofossil.sync")
 MAX_BACKOFF = 5.0
@@ -36,13 +36,14 @@ async def follow(repo, url: str, stop: asyncio.Event | None = None, on_sync=None
     async with aiohttp.ClientSession(timeout=timeout, headers=auth) as session:
         while not stop.is_set():
             try:
+                mark = data_mark(repo)  # a local write during the sync wakes the next wait
                 report = await asyncio.to_thread(client.sync, repo, url)
                 if on_sync is not None:
                     on_sync(report)
                 backoff = 0.2
                 # How far the sync got in the peer's numbering: a change after it wakes us.
                 seen = backend.peer_state(client._peer_key(url)).get("after", 0)
-                await _first_change(repo, session, events, seen, stop)
+                await _first_change(repo, session, events, seen, stop, mark)
             except (TimeoutError, HeroFossilError, aiohttp.ClientError) as exc:
                 log.warning("following %s: %s; retrying in %.1f s", client.redact(url), exc,
                             backoff)
@@ -59,10 +60,12 @@ async def _their_last(session, events: str, after: int | None, wait: float) -> i
         return (await resp.json())["last"]
 
 
-async def _first_change(repo, session, events: str, seen: int, stop: asyncio.Event) -> None:
-    """Return when the peer reports a change after ``seen``, this store changes, or stop."""
+async def _first_change(repo, session, events: str, seen: int, stop: asyncio.Event,
+                        mark) -> None:
+    """Return when the peer reports a change after ``seen``, this store changes after
+    ``mark``, or stop."""
     remote = asyncio.ensure_future(_their_last(session, events, seen, POLL_WAIT))
-    local = asyncio.ensure_future(changed(repo))
+    local = asyncio.ensure_future(changed(repo, None, mark))
     stopped = asyncio.ensure_future(stop.wait())
     done, pending = await asyncio.wait({remote, local, stopped},
                                        return_when=asyncio.FIRST_COMPLETED)

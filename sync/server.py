@@ -108,35 +108,37 @@ def make_app(repo, *, readonly: bool = False, users=None,
             return web.json_response({"error": "after and wait are numbers"}, status=400)
         deadline = asyncio.get_running_loop().time() + wait
         while True:
+            # The mark before the look: a commit in between wakes the wait at once.
+            mark = data_mark(repo)
             ident = await asyncio.to_thread(backend.identity)
             if ident["last"] != after or asyncio.get_running_loop().time() >= deadline:
                 return web.json_response({"last": ident["last"], "epoch": ident["epoch"]})
-            await changed(repo, deadline)
+            await changed(repo, deadline, mark)
 
     app.router.add_post("/sync", sync)
     app.router.add_get("/events", events)
     return app
 
 
-async def changed(repo, deadline: float | None = None) -> None:
-    """Return when the store's data file may have changed (a commit writes it), or at
-    ``deadline`` (event loop time). Checks its size and time stamp every 50 ms: a
-    local system call, no network."""
+def data_mark(repo):
+    """What changes when a commit writes the store's data file: its time stamp and size."""
+    try:
+        st = os.stat(os.path.join(repo.path, "data.mdb"))
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return None
+
+
+async def changed(repo, deadline: float | None = None, since=None) -> None:
+    """Return when the store's data file differs from ``since`` (a ``data_mark``; default:
+    now), or at ``deadline`` (event loop time). Checks every 50 ms: a local system call,
+    no network."""
     loop = asyncio.get_running_loop()
-    path = f"{repo.path}/data.mdb"
-
-    def mark():
-        try:
-            st = os.stat(path)
-            return st.st_mtime_ns, st.st_size
-        except OSError:
-            return None
-
-    first = mark()
+    first = data_mark(repo) if since is None else since
     while deadline is None or loop.time() < deadline:
-        await asyncio.sleep(0.05)
-        if mark() != first:
+        if data_mark(repo) != first:
             return
+        await asyncio.sleep(0.05)
 
 
 def _refuse(status: int, why: str, auth: bool = False) -> web.Response:

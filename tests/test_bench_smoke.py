@@ -22,10 +22,10 @@ def test_suite_at_size_s_completes_with_a_figure_or_reason_per_row(tmp_path):
         assert r.hf is not None or r.note, f"row without figure or reason: {r}"
         assert r.other is not None or r.note or not r.other_name, f"other figure missing: {r}"
     seen = {r.workload.split()[0] for r in rows}
-    assert {"1", "2", "3", "4", "5", "6", "7"} <= seen, seen
+    assert {"1", "2", "3", "4", "5", "6", "7", "8"} <= seen, seen
     text = report(rows, ctx, "python -m bench --size S", 0.0)
     assert text.count("\n|") >= len(rows) + 1
-    assert len(ORDER) == 8
+    assert len(ORDER) == 9
 
 
 def test_corpus_is_deterministic():
