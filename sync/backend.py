@@ -14,9 +14,9 @@ trip. A clone (or a pull far behind) comes in chunks of ``CHUNK`` bytes,
 each committed as it arrives, so an interrupted clone resumes (the client
 names the chunk size it wants, up to the server's).
 
-Peer state (per peer store id, in the store's ``meta`` table, never synced):
-``{"epoch", "after"}`` pulled from the peer, ``{"acked_epoch", "acked"}``
-pushed to it.
+Peer state (per peer URL without credentials, in the store's ``meta`` table,
+never synced): ``{"epoch", "after"}`` pulled from the peer, ``{"acked_epoch",
+"acked"}`` pushed to it; a watermark of another epoch counts as zero.
 """
 
 from __future__ import annotations
