@@ -103,7 +103,7 @@ def _with_bases(txn, blob, aid: bytes, skip: set[bytes], out: list) -> int:
         stored = txn.get(cur, db=blob)
         if stored is None:  # a phantom's reference: nothing to send
             break
-        chain.append((cur, stored))
+        chain.append((cur, _wire_form(stored)))
         skip.add(cur)
         base = blobs.delta_base(stored)
         if base is None:
@@ -111,6 +111,15 @@ def _with_bases(txn, blob, aid: bytes, skip: set[bytes], out: list) -> int:
         cur = base
     out.extend(reversed(chain))
     return sum(len(stored) + blobs.ID_LEN for _, stored in chain)
+
+
+def _wire_form(stored: bytes) -> bytes:
+    """What to send for a stored form: as stored, but a whole artifact kept uncompressed
+    (the tip's manifest waits so for its successor) goes compressed when that is smaller."""
+    if stored[:1] != blobs.RAW or len(stored) < 64:
+        return stored
+    packed = blobs.encode_whole(stored[1:], blobs.ZSTD_LEVEL_CARDS)
+    return packed if len(packed) < len(stored) else stored
 
 
 def receive(env, artifacts: list[tuple[bytes, bytes]]) -> Received:

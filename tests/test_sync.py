@@ -478,3 +478,18 @@ def test_a_fork_that_changed_one_path_on_both_sides_is_left_and_reported(tmp_pat
     assert len(b.leaves("trunk")) == 2
     assert b.read("same.txt") in (b"left\n", b"right\n")  # reads use the newest leaf
     b.close()
+
+
+def test_the_tips_uncompressed_manifest_travels_compressed_and_arrives_whole(tmp_path):
+    from herofossil.store import exchange
+
+    with herofossil.open(tmp_path / "a", create=True) as repo:
+        repo.commit([herofossil.Put(f"d/{i}.txt", b"%d" % i) for i in range(60)])
+        repo.write("d/0.txt", b"changed")  # the tip: a delta-manifest kept uncompressed
+        tip = bytes.fromhex(repo.checkin().id)
+        with repo._env.read() as txn:
+            kept = txn.get(tip, db=repo._env.db["blob"])
+        assert kept[:1] == blobs.RAW
+        sent = dict(exchange.artifacts_after(repo._env, 0)[0])
+        assert sent[tip][:1] == blobs.WHOLE and len(sent[tip]) < len(kept)
+        assert blobs.decode_whole(sent[tip], tip) == kept[1:]
