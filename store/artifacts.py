@@ -98,6 +98,13 @@ class ArtifactWriter(BlobReader):
         self.touched.add(aid)
         return True
 
+    def note_hashed(self, aid: bytes, data: bytes) -> None:
+        """``data`` was hashed to ``aid`` in this transaction: the check before commit
+        compares with it instead of hashing again (bounded: a big import keeps no copy)."""
+        if len(data) <= self._hashed_room:
+            self.hashed[aid] = data
+            self._hashed_room -= len(data)
+
     def note_chain(self, aid: bytes) -> None:
         """Record the delta chain a stored delta ``aid`` (received as it is) ends on."""
         if blobs.delta_base(self.stored(aid)) is None:
@@ -113,9 +120,7 @@ class ArtifactWriter(BlobReader):
         that suits card text)."""
         if aid is None:
             aid = artifact_id(data)
-            if len(data) <= self._hashed_room:  # bounded: a big import keeps no second copy
-                self.hashed[aid] = data
-                self._hashed_room -= len(data)
+            self.note_hashed(aid, data)
         if self.stored(aid) is not None:
             return aid, False
         self.put_stored(aid, blobs.RAW + data)

@@ -396,9 +396,10 @@ class CheckinIndex:
         """
         self.txn.put(branch.encode(), cid + (INDEXED if indexed else b""), db=self.dbs["tip"])
 
-    def newest_leaf(self, branch: str) -> bytes:
-        """The leaf reads use: the newest by date; an initial empty check-in only as last resort."""
-        leaves = self.leaves(branch)
+    def newest_leaf(self, branch: str, leaves: list[bytes] | None = None) -> bytes:
+        """The leaf reads use: the newest by date; an initial empty check-in only as last
+        resort. ``leaves``: the branch's leaves, if the caller has them."""
+        leaves = self.leaves(branch) if leaves is None else leaves
         if not leaves:
             raise IntegrityError(f"branch {branch!r} has no leaf: run 'herofossil rebuild'")
 

@@ -227,9 +227,10 @@ def _update_tip(txn, dbs, aw: ArtifactWriter, reader, ci: CheckinIndex, branch: 
                 keep_index: bool, tree_at: bytes | None) -> None:
     """Point ``branch`` at its newest leaf, with its tree index where one is kept (a
     touched branch with no check-in yet is left alone)."""
-    if not ci.leaves(branch):
+    leaves = ci.leaves(branch)
+    if not leaves:
         return
-    tip = ci.newest_leaf(branch)
+    tip = ci.newest_leaf(branch, leaves)
     indexed = keep_index or ci.indexed(branch) or (
         ci.tip(branch) is None and branch == DEFAULT_BRANCH)
     if tree_at is not None and tip == tree_at:

@@ -18,10 +18,12 @@ from herofossil import delta
 from herofossil.errors import DeltaError, HeroFossilError, IntegrityError
 from herofossil.store import blobs
 from herofossil.store.artifacts import ArtifactWriter
-from herofossil.store.blobs import artifact_id, pack_u64, unpack_u64
+from herofossil.store.blobs import artifact_id
 from herofossil.store.crosslink import arrived, crosslink
+from herofossil.store.keys import join_key, pack_u64, unpack_u64
 
-STORE_ID_KEY = b"\0sync\0store-id"  # in ``meta``: kept by rebuild, so peers know the store
+# In ``meta`` (kept by rebuild, so peers know the store), keyed as every metadata key.
+STORE_ID_KEY = join_key("sync", "store-id")
 EPOCH_KEY = b"sync-epoch"  # in ``info``: local, so a rebuild (new numbering) makes a new one
 # Refused above this: an artifact larger than a store write may be (LMDB's value limit).
 MAX_ARTIFACT = 1 << 31
@@ -140,7 +142,7 @@ def receive(env, artifacts: list[tuple[bytes, bytes]]) -> Received:
         contents: dict[bytes, bytes] = {}
         new = [aid for aid in batch if not aw.has(aid)]
         for aid in new:
-            _verified(aw, batch, contents, aid)
+            aw.note_hashed(aid, _verified(aw, batch, contents, aid))
         phantoms = {aid for aid in new if txn.get(aid, db=env.db["phantom"]) is not None}
         for aid in new:
             aw.put_stored(aid, batch[aid])

@@ -25,6 +25,7 @@ from herofossil.store.checkins import (
     checkin_summary,
 )
 from herofossil.store.crosslink import crosslink
+from herofossil.store.keys import join_key
 from herofossil.store.paths import DIR_MARKER, MAX_NAME, normalize
 from herofossil.store.tree import Entry, Tree, tree_key
 from herofossil.store.views import ManifestView, TreeView
@@ -735,7 +736,7 @@ class Repo:
 
 
 def _meta_key(namespace: str, key: str) -> bytes:
-    raw = namespace.encode() + b"\0" + key.encode()
+    raw = join_key(namespace, key)
     if len(raw) > refs.MAX_KEY:
         raise InvalidPathError(f"metadata key {key[:40]!r}... is longer than the "
                                f"{refs.MAX_KEY} bytes the store can key")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from herofossil.errors import (
+from herofossil import errors
+from herofossil.errors import (  # noqa: F401 - the package exports them (errors.__all__)
     AuthError,
     ConflictError,
     DeltaError,
@@ -16,7 +17,7 @@ from herofossil.errors import (
     UsageError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def open(path=None, *, create: bool = False, readonly: bool = False,  # noqa: A001
@@ -68,15 +69,5 @@ __all__ = [
     "open",
     "clone",
     *_STORE_TYPES,
-    "HeroFossilError",
-    "UsageError",
-    "NotFoundError",
-    "ConflictError",
-    "IntegrityError",
-    "DeltaError",
-    "ParseError",
-    "AuthError",
-    "InvalidPathError",
-    "StoreError",
-    "SyncError",
+    *errors.__all__,
 ]

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+import herofossil
 from herofossil import errors
 from herofossil.progress import Progress
 
@@ -497,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-R", "--repository", metavar="STORE", help="the store directory")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    p.add_argument("--version", action="version", version="herofossil 0.1.0")
+    p.add_argument("--version", action="version", version=f"herofossil {herofossil.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def cmd(name, fn, help_text, writes=False):
