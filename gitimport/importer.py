@@ -459,7 +459,7 @@ class Importer:
             assigned = self._assign(new, parents, [(r, tips[r]) for r in order], default_ref)
             frontier = set(self.index.json("frontier", []))
             touched = set(self.index.json("pending", []))
-            self.bulk = self.repo.bulk()
+            self.bulk = self.repo.plumbing.bulk()
             self.bulk.touch(touched)  # branches an interrupted run left stale
             stream = CommitStream(self.gitdir, new, self.seen_blobs)
             total = len(new)

@@ -89,7 +89,7 @@ class GitIndex:
 
     # ---- reads
     def get(self, key: str) -> bytes | None:
-        return self.repo.meta_get(NS, key)
+        return self.repo.plumbing.meta_get(NS, key)
 
     def checkin_of(self, sha: str) -> str | None:
         v = self.get("c/" + sha)
@@ -104,7 +104,7 @@ class GitIndex:
         return v.hex() if v else None
 
     def refs(self) -> dict[str, RefRecord]:
-        return {k[2:]: RefRecord.loads(v) for k, v in self.repo.meta_items(NS, "r/")}
+        return {k[2:]: RefRecord.loads(v) for k, v in self.repo.plumbing.meta_items(NS, "r/")}
 
     def head(self) -> str | None:
         v = self.get("head")
@@ -126,8 +126,8 @@ class GitIndex:
         self.put("k/" + cid, bytes.fromhex(sha))
 
     def mark(self) -> None:
-        seq = self.repo.last_seq()
-        rows = self.repo.checkins_after(seq - 1) if seq else []
+        seq = self.repo.plumbing.last_seq()
+        rows = self.repo.plumbing.checkins_after(seq - 1) if seq else []
         cid = rows[0][1].id if rows else ""
         self.put("mark", json.dumps({"seq": seq, "cid": cid}).encode())
 
@@ -140,7 +140,7 @@ class GitIndex:
         """Index check-ins added since the last time; re-derive all when out of step."""
         mark = self.json("mark", {"seq": 0, "cid": ""})
         seq = mark["seq"]
-        rows = self.repo.checkins_after(seq - 1) if seq else self.repo.checkins_after(0)
+        rows = self.repo.plumbing.checkins_after(seq - 1) if seq else self.repo.plumbing.checkins_after(0)
         if seq:
             if not rows or rows[0][0] != seq or rows[0][1].id != mark["cid"]:
                 self.reindex()
@@ -163,7 +163,7 @@ class GitIndex:
 
     def reindex(self) -> None:
         """Throw the local index away and derive it from the artifacts alone."""
-        old = [k for k, _ in self.repo.meta_items(NS, "")]
+        old = [k for k, _ in self.repo.plumbing.meta_items(NS, "")]
         self._puts, self._dels = [], old
         controls = []
         for _aid, data in iter_artifacts(self.repo):
@@ -173,7 +173,7 @@ class GitIndex:
                 controls.append(art)
         shas: dict[str, str] = {}
         parents: set[str] = set()
-        for _, ci in self.repo.checkins_after(0):
+        for _, ci in self.repo.plumbing.checkins_after(0):
             sha = self._index_checkin(ci.id)
             if sha is not None:
                 shas[ci.id] = sha

@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 import getpass
 import heapq
-import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from herofossil.errors import ConflictError, InvalidPathError, NotFoundError, UsageError
+from herofossil.errors import ConflictError, NotFoundError, UsageError
 from herofossil.store import blobs as blobfmt
 from herofossil.store import lmdbenv, refs
 from herofossil.store import manifest as mf
@@ -25,8 +24,8 @@ from herofossil.store.checkins import (
     checkin_summary,
 )
 from herofossil.store.crosslink import crosslink
-from herofossil.store.keys import join_key
 from herofossil.store.paths import DIR_MARKER, MAX_NAME, normalize
+from herofossil.store.plumbing import Plumbing, meta_key
 from herofossil.store.tree import Entry, Tree, tree_key
 from herofossil.store.views import ManifestView, TreeView
 from herofossil.store.writer import commit as commit_changes
@@ -78,6 +77,7 @@ class Repo:
         self.default_branch = default_branch
         self._db = env.db
         self._closed = False
+        self.plumbing = Plumbing(self)
 
     # ---- opening
     @classmethod
@@ -206,13 +206,6 @@ class Repo:
                                 path=path, ref=at)
         return entry
 
-    def stat_each(self, paths: Iterable[str], at: str | None = None) -> list[Entry | None]:
-        """``stat`` of each path from one snapshot, None where nothing is."""
-        paths = [normalize(p, allow_root=True) for p in paths]
-        with self._read() as txn:
-            view = self._view(txn, at)
-            return [view.get(p) for p in paths]
-
     def exists(self, path: str, at: str | None = None) -> bool:
         """True when ``path`` is a file or folder at ``at``."""
         try:
@@ -254,12 +247,6 @@ class Repo:
         """The bytes of artifact ``aid`` (full hex id)."""
         with self._read() as txn:
             return BlobReader(txn, self._db["blob"]).content(bytes.fromhex(aid))
-
-    def open_artifact(self, aid: str):
-        """A binary stream of artifact ``aid``, decompressed as it is read (close it)."""
-        from herofossil.store.streams import ArtifactStream
-
-        return io.BufferedReader(ArtifactStream(self._env, bytes.fromhex(aid)), 1 << 20)
 
     def checkin(self, ref: str | None = None) -> Checkin:
         """The check-in ``ref`` names."""
@@ -362,7 +349,7 @@ class Repo:
 
     def branch_aliases(self) -> dict[str, str]:
         """Other names of branches -> the branch: Git's default branch name -> trunk."""
-        return {k: v.decode() for k, v in self.meta_items(refs.ALIAS_NS)}
+        return {k: v.decode() for k, v in self.plumbing.meta_items(refs.ALIAS_NS)}
 
     def set_branch_alias(self, name: str, branch: str) -> None:
         """Let ``name`` stand for ``branch`` wherever a version or branch is named.
@@ -376,8 +363,8 @@ class Repo:
         def txn_fn(txn):
             db = self._db["meta"]
             for old in stale:
-                txn.delete(_meta_key(refs.ALIAS_NS, old), db=db)
-            txn.put(_meta_key(refs.ALIAS_NS, name), branch.encode(), db=db)
+                txn.delete(meta_key(refs.ALIAS_NS, old), db=db)
+            txn.put(meta_key(refs.ALIAS_NS, name), branch.encode(), db=db)
 
         self._env.write(txn_fn)
 
@@ -385,17 +372,6 @@ class Repo:
         """Tag name -> ids of the check-ins carrying it."""
         with self._read() as txn:
             return {k: [c.hex() for c in v] for k, v in CheckinIndex(txn, self._db).tags().items()}
-
-    def last_seq(self) -> int:
-        """The sequence number of the newest check-in (a cursor for ``checkins_after``)."""
-        with self._read() as txn:
-            return CheckinIndex(txn, self._db).last_seq()
-
-    def checkins_after(self, seq: int) -> list[tuple[int, Checkin]]:
-        """(seq, check-in) of every check-in added after ``seq``, in order, from any process."""
-        with self._read() as txn:
-            ci = CheckinIndex(txn, self._db)
-            return [(s, ci.require(cid)) for s, cid in ci.after_seq(seq)]
 
     # ---- writes
     def commit(
@@ -681,67 +657,6 @@ class Repo:
 
         MANIFESTS.clear()
         return import_artifacts(self._env, src, progress or _quiet)
-
-    def bulk(self, **kw):
-        """A ``BulkWriter``: many artifacts and check-ins in few transactions (imports, sync)."""
-        from herofossil.store.bulk import BulkWriter
-
-        return BulkWriter(self, **kw)
-
-    # ---- local, unversioned metadata (WebDAV properties and locks)
-    def meta_get(self, namespace: str, key: str) -> bytes | None:
-        """A value kept outside the versioned tree (not synced, kept by rebuild)."""
-        try:
-            mkey = _meta_key(namespace, key)
-        except InvalidPathError:
-            return None  # too long to have been stored
-        with self._read() as txn:
-            return txn.get(mkey, db=self._db["meta"])
-
-    def meta_put(self, namespace: str, key: str, value: bytes) -> None:
-        """Durably store an unversioned value."""
-        self._env.write(lambda txn: txn.put(_meta_key(namespace, key), value, db=self._db["meta"]))
-
-    def meta_delete(self, namespace: str, key: str) -> None:
-        """Remove an unversioned value (no error when absent)."""
-        try:
-            mkey = _meta_key(namespace, key)
-        except InvalidPathError:
-            return  # too long to have been stored
-        self._env.write(lambda txn: txn.delete(mkey, db=self._db["meta"]))
-
-    def meta_any(self, namespace: str) -> bool:
-        """True when ``namespace`` holds at least one unversioned value."""
-        start = _meta_key(namespace, "")
-        with self._read() as txn:
-            cur = txn.cursor(db=self._db["meta"])
-            return cur.set_range(start) and cur.key().startswith(start)
-
-    def meta_items(self, namespace: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-        """(key, value) of the unversioned values of ``namespace`` whose key starts with prefix."""
-        try:
-            start = _meta_key(namespace, prefix)
-        except InvalidPathError:
-            return iter(())  # no stored key is that long
-        ns = namespace.encode() + b"\0"
-        with self._read() as txn:
-            cur = txn.cursor(db=self._db["meta"])
-            items = []
-            if cur.set_range(start):
-                for k, v in cur:
-                    if not k.startswith(start):
-                        break
-                    items.append((k[len(ns) :].decode(), v))
-        return iter(items)
-
-
-def _meta_key(namespace: str, key: str) -> bytes:
-    raw = join_key(namespace, key)
-    if len(raw) > refs.MAX_KEY:
-        raise InvalidPathError(f"metadata key {key[:40]!r}... is longer than the "
-                               f"{refs.MAX_KEY} bytes the store can key")
-    return raw
-
 
 def _check_name(name: str, what: str) -> None:
     if isinstance(name, str) and len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:

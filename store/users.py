@@ -108,7 +108,7 @@ class UserDB:
     def load(self, repo) -> int:
         """Add the persistent users kept in ``repo``'s metadata; returns how many."""
         n = 0
-        for name, raw in repo.meta_items(NAMESPACE):
+        for name, raw in repo.plumbing.meta_items(NAMESPACE):
             rec = json.loads(raw)
             self.add_hashed(name, rec["hash"], rec.get("access", "rw") == "rw")
             n += 1
@@ -143,17 +143,17 @@ def store_user(repo, name: str, password: str, can_write: bool = True) -> None:
     if not name or ":" in name:
         raise UsageError(f"bad user name {name!r}")
     rec = {"hash": hash_password(password), "access": "rw" if can_write else "ro"}
-    repo.meta_put(NAMESPACE, name, json.dumps(rec).encode())
+    repo.plumbing.meta_put(NAMESPACE, name, json.dumps(rec).encode())
 
 
 def remove_user(repo, name: str) -> bool:
     """Forget a persistent user; True when it existed."""
-    if repo.meta_get(NAMESPACE, name) is None:
+    if repo.plumbing.meta_get(NAMESPACE, name) is None:
         return False
-    repo.meta_delete(NAMESPACE, name)
+    repo.plumbing.meta_delete(NAMESPACE, name)
     return True
 
 
 def list_users(repo) -> list[tuple[str, str]]:
     """(name, 'ro' or 'rw') of the persistent users."""
-    return [(k, json.loads(v).get("access", "rw")) for k, v in repo.meta_items(NAMESPACE)]
+    return [(k, json.loads(v).get("access", "rw")) for k, v in repo.plumbing.meta_items(NAMESPACE)]

@@ -32,12 +32,12 @@ class Watcher:
         self.prefix = normalize(prefix, allow_root=True)
         self.interval = interval
         self.branch = branch or repo.default_branch
-        self.cursor = repo.last_seq() if since is None else since
+        self.cursor = repo.plumbing.last_seq() if since is None else since
 
     def poll(self) -> list[ChangeEvent]:
         """The events since the last poll (never blocks)."""
         events = []
-        for seq, ci in self.repo.checkins_after(self.cursor):
+        for seq, ci in self.repo.plumbing.checkins_after(self.cursor):
             self.cursor = seq
             if ci.branch != self.branch:
                 continue

@@ -71,16 +71,16 @@ class SyncBackend:
     def identity(self) -> dict:
         """This store's id, epoch, project (None until it has one) and last sequence."""
         store, epoch = exchange.identity(self.env)
-        project = self.repo.meta_get(PROJECT_NS, "project")
+        project = self.repo.plumbing.meta_get(PROJECT_NS, "project")
         return {"store": store, "epoch": epoch,
                 "project": project.decode() if project else None,
                 "last": exchange.last_seq(self.env)}
 
     def _check_project(self, theirs: str | None) -> None:
-        mine = self.repo.meta_get(PROJECT_NS, "project")
+        mine = self.repo.plumbing.meta_get(PROJECT_NS, "project")
         if theirs is None or mine is None:
             if theirs is not None and not self.readonly and not self.env.readonly:
-                self.repo.meta_put(PROJECT_NS, "project", theirs.encode())
+                self.repo.plumbing.meta_put(PROJECT_NS, "project", theirs.encode())
             return
         if mine.decode() != theirs:
             raise SyncError(f"the peer holds another project ({theirs}; this store is "
@@ -88,12 +88,12 @@ class SyncBackend:
 
     def ensure_project(self) -> str:
         """This store's project code, made now if it has none (a store that others clone)."""
-        mine = self.repo.meta_get(PROJECT_NS, "project")
+        mine = self.repo.plumbing.meta_get(PROJECT_NS, "project")
         if mine is None:
             import os
 
             mine = os.urandom(16).hex().encode()
-            self.repo.meta_put(PROJECT_NS, "project", mine)
+            self.repo.plumbing.meta_put(PROJECT_NS, "project", mine)
         return mine.decode()
 
     # ---- peer state
@@ -111,13 +111,13 @@ class SyncBackend:
             report.forked = tuple(forked)
 
     def peer_state(self, peer: str) -> dict:
-        raw = self.repo.meta_get(PEER_NS, peer)
+        raw = self.repo.plumbing.meta_get(PEER_NS, peer)
         return json.loads(raw) if raw else {}
 
     def save_peer_state(self, peer: str, state: dict) -> None:
         raw = json.dumps(state, sort_keys=True).encode()
-        if self.repo.meta_get(PEER_NS, peer) != raw:  # a no-op sync writes nothing
-            self.repo.meta_put(PEER_NS, peer, raw)
+        if self.repo.plumbing.meta_get(PEER_NS, peer) != raw:  # a no-op sync writes nothing
+            self.repo.plumbing.meta_put(PEER_NS, peer, raw)
 
     # ---- client side
     def request(self, state: dict, *, pull: bool, push: bool) -> Message:
@@ -183,7 +183,7 @@ class SyncBackend:
                 if exchange.receive(self.env, request.artifacts).checkins:
                     self.join_forks()  # before the pull below: the client gets the merge
             if me["project"] is None and theirs is not None:
-                self.repo.meta_put(PROJECT_NS, "project", theirs.encode())
+                self.repo.plumbing.meta_put(PROJECT_NS, "project", theirs.encode())
                 out["project"] = theirs
             out["acked"] = {"epoch": h.get("epoch"), "after": push["reached"]}
         elif request.artifacts:

@@ -41,21 +41,21 @@ def add(repo, name: str, url: str) -> Peer:
 
 def remove(repo, name: str) -> None:
     """Forget a saved peer."""
-    if repo.meta_get(NAMESPACE, name) is None:
+    if repo.plumbing.meta_get(NAMESPACE, name) is None:
         raise NotFoundError(f"no peer named {name!r} (see 'herofossil peer ls')")
-    repo.meta_delete(NAMESPACE, name)
+    repo.plumbing.meta_delete(NAMESPACE, name)
 
 
 def list_peers(repo) -> list[Peer]:
     """Every saved peer, by name."""
-    return [Peer(name=k, **json.loads(v)) for k, v in repo.meta_items(NAMESPACE)]
+    return [Peer(name=k, **json.loads(v)) for k, v in repo.plumbing.meta_items(NAMESPACE)]
 
 
 def resolve(repo, peer: str) -> tuple[str, str]:
     """(name or URL, URL) of ``peer``: a saved name or a URL."""
     if "://" in peer:
         return client.redact(peer), peer
-    raw = repo.meta_get(NAMESPACE, peer)
+    raw = repo.plumbing.meta_get(NAMESPACE, peer)
     if raw is None:
         raise NotFoundError(f"no peer named {peer!r}: give a URL, or save one with "
                             "'herofossil peer add NAME URL'")
@@ -80,7 +80,7 @@ def sync_each(repo, peers: list[str] | None, *, pull: bool, push: bool, progress
 
 
 def _note(repo, name: str, error: str | None = None) -> None:
-    raw = repo.meta_get(NAMESPACE, name)
+    raw = repo.plumbing.meta_get(NAMESPACE, name)
     if raw is None:  # a URL, not a saved peer
         return
     peer = Peer(name=name, **json.loads(raw))
@@ -92,5 +92,5 @@ def _note(repo, name: str, error: str | None = None) -> None:
 
 
 def _save(repo, peer: Peer) -> None:
-    repo.meta_put(NAMESPACE, peer.name, json.dumps(
+    repo.plumbing.meta_put(NAMESPACE, peer.name, json.dumps(
         {"url": peer.url, "last_sync": peer.last_sync, "last_error": peer.last_error}).encode())

@@ -131,7 +131,7 @@ def _api_slot(repo, logdir: str, slot: str, seed: int, big: bool, pause: float) 
         if pause:
             time.sleep(rng.expovariate(1 / pause))
         head = f"{slot} inst {led.instance} op {led.n + 1} pid {os.getpid()}"
-        entries = dict(zip(own, repo.stat_each(own), strict=True))
+        entries = dict(zip(own, repo.plumbing.stat_each(own), strict=True))
         present = [p for p, e in entries.items() if e is not None]
         absent = [p for p, e in entries.items() if e is None]
         roll = rng.random()
@@ -478,10 +478,10 @@ class Checker:
         if key in self._deep_done and not deep:
             return
         if op.op == "rename":
-            src, dst = repo.stat_each([op.src, op.dst], at=cid)
+            src, dst = repo.plumbing.stat_each([op.src, op.dst], at=cid)
             ok = src is None and dst is not None and dst.id == op.sha
         else:
-            (entry,) = repo.stat_each([op.path], at=cid)
+            (entry,) = repo.plumbing.stat_each([op.path], at=cid)
             if op.op == "delete":
                 ok = entry is None
             else:
@@ -492,7 +492,7 @@ class Checker:
                       lost=True)
         if op.op == "put" and op.expect:
             parent = repo.checkin(cid).parents[0]
-            (before,) = repo.stat_each([op.path], at=parent)
+            (before,) = repo.plumbing.stat_each([op.path], at=parent)
             if before is None or before.id != op.expect:
                 c.problem(f"{where}: written over {before and before.id}, not over the "
                           f"expected {op.expect} (a lost update)", lost=True)
@@ -546,7 +546,7 @@ class Checker:
                 c.problem(f"{path}: acknowledged version {cid[:12]} missing from its log",
                           lost=True)
             for cid in versions:
-                (e,) = repo.stat_each([path], at=cid)
+                (e,) = repo.plumbing.stat_each([path], at=cid)
                 if e is not None and e.id not in attempted:
                     c.problem(f"{path}: version {e.id} at {cid[:12]} was never written")
 

@@ -48,3 +48,24 @@ def test_write_returns_the_check_in_and_the_id_of_the_bytes_written(tmp_path):
         assert written.id == repo.checkin().id
         assert written.file_id == repo.stat("a.txt").id
         assert repo.write("a.txt", b"hello\n") is None  # unchanged: no check-in
+
+
+ADAPTER_PLUMBING = ("meta_get", "meta_put", "meta_delete", "meta_any", "meta_items", "bulk",
+                    "stat_each", "open_artifact", "checkins_after", "last_seq")
+
+
+def test_adapter_plumbing_is_behind_repo_plumbing_not_on_repo(tmp_path):
+    repo = herofossil.open(tmp_path / "s", create=True)
+    try:
+        for name in ADAPTER_PLUMBING:
+            assert not hasattr(repo, name), name
+            assert callable(getattr(repo.plumbing, name)), name
+        repo.write("a.txt", b"one")
+        repo.plumbing.meta_put("test-ns", "k", b"v")
+        assert repo.plumbing.meta_get("test-ns", "k") == b"v"
+        seq, ci = repo.plumbing.checkins_after(0)[-1]
+        assert seq == repo.plumbing.last_seq() and ci.id == repo.checkin().id
+        with repo.plumbing.open_artifact(repo.stat("a.txt").id) as stream:
+            assert stream.read() == b"one"
+    finally:
+        repo.close()

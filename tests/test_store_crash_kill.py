@@ -314,7 +314,7 @@ def _checkins(store) -> set[str]:
     with herofossil.open(store) as repo:
         report = repo.verify()
         assert report.ok, report.problems[:5]
-        return {ci.id for _, ci in repo.checkins_after(0)}
+        return {ci.id for _, ci in repo.plumbing.checkins_after(0)}
 
 
 def _git_maps(store) -> dict[str, list[tuple[str, str]]]:

@@ -165,7 +165,7 @@ def test_commit_of_several_changes_is_one_checkin(repo):
 def test_open_artifact_streams_in_chunks_identical_bytes(repo, make):
     data = make()
     repo.write("big", data)
-    with repo.open_artifact(repo.stat("big").id) as stream:
+    with repo.plumbing.open_artifact(repo.stat("big").id) as stream:
         first = stream.read(4096)
         rest = stream.read()
     assert len(first) == 4096 and first + rest == data
@@ -176,14 +176,14 @@ def test_open_artifact_of_an_old_delta_version(repo):
     old = repo.write("f", text)
     repo.write("f", text + b"tail\n")
     aid = repo.files(old.id)["f"][0]
-    with repo.open_artifact(aid) as stream:
+    with repo.plumbing.open_artifact(aid) as stream:
         assert stream.read() == text
 
 
 def test_open_artifact_seeks_forward_and_back(repo):
     data = bytes(range(256)) * 10_000
     repo.write("s", data)
-    with repo.open_artifact(repo.stat("s").id) as stream:
+    with repo.plumbing.open_artifact(repo.stat("s").id) as stream:
         stream.seek(1000)
         assert stream.read(10) == data[1000:1010]
         stream.seek(5)

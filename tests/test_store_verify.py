@@ -378,7 +378,7 @@ def test_tips_an_interrupted_bulk_import_leaves_behind_are_not_damage(repo):
 
     repo.write("a.txt", b"a\n" * 50)
     parent, a_id = repo.resolve(), repo.stat("a.txt").id
-    bulk = repo.bulk()
+    bulk = repo.plumbing.bulk()
     b_id = bulk.add_blob(b"imported\n" * 50)
     on_trunk = bulk.add_checkin(mf.Manifest(
         comment="imported", date=mf.date_now(), user="tester", parents=[parent],

@@ -247,7 +247,7 @@ def test_users_basic_auth_read_only_and_persistent(store):
     ).stdout
     assert "carol" in out
     with herofossil.open(store) as repo:
-        stored = dict(repo.meta_items("webdav-users"))["carol"]
+        stored = dict(repo.plumbing.meta_items("webdav-users"))["carol"]
     assert b"s3cret" not in stored and b"scrypt$" in stored
     with ServeProcess(store, "--user", "alice:pa:ss", "--user", "bob:pw:ro") as srv:
         assert Client(srv.url).call("GET", "/")[0] == 401

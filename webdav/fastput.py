@@ -104,7 +104,7 @@ def _target(fs, loc: routes.Location) -> bool | None:
     there; None when the generic handler must answer (a folder, no folder, a bad path)."""
     parent = loc.path.rpartition("/")[0]
     try:
-        folder, entry = fs.repo.stat_each([parent, loc.path], at=loc.at)
+        folder, entry = fs.repo.plumbing.stat_each([parent, loc.path], at=loc.at)
     except errors.HeroFossilError:
         return None
     if folder is None or not folder.is_dir or (entry is not None and entry.is_dir):

@@ -146,7 +146,7 @@ class RepoFS:
 
     def open_file(self, entry: Entry):
         """A readable stream of the file version ``entry`` names (its ETag)."""
-        return self.repo.open_artifact(entry.id)
+        return self.repo.plumbing.open_artifact(entry.id)
 
     def read_noise(self, loc: routes.Location) -> bytes | None:
         return self.noise.read(loc.branch, loc.path)

@@ -27,8 +27,8 @@ class MetaLockStorage(LockStorageDict):
 
     def has_locks(self) -> bool:
         """True when any lock (even an expired one not purged yet) is stored."""
-        return self.repo.meta_any(NAMESPACE)
+        return self.repo.plumbing.meta_any(NAMESPACE)
 
     def clear(self) -> None:
         for key in list(MetaMapping(self.repo, NAMESPACE)):
-            self.repo.meta_delete(NAMESPACE, key)
+            self.repo.plumbing.meta_delete(NAMESPACE, key)

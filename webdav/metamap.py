@@ -46,30 +46,30 @@ class MetaMapping(MutableMapping):
         self.namespace = namespace
 
     def __getitem__(self, key: str) -> Any:
-        raw = self.repo.meta_get(self.namespace, key)
+        raw = self.repo.plumbing.meta_get(self.namespace, key)
         if raw is None:
             raise KeyError(key)
         return decode(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.repo.meta_put(self.namespace, key, encode(value))
+        self.repo.plumbing.meta_put(self.namespace, key, encode(value))
 
     def __delitem__(self, key: str) -> None:
-        if self.repo.meta_get(self.namespace, key) is None:
+        if self.repo.plumbing.meta_get(self.namespace, key) is None:
             raise KeyError(key)
-        self.repo.meta_delete(self.namespace, key)
+        self.repo.plumbing.meta_delete(self.namespace, key)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.repo.meta_get(self.namespace, key) is not None
+        return isinstance(key, str) and self.repo.plumbing.meta_get(self.namespace, key) is not None
 
     def __iter__(self) -> Iterator[str]:
-        return iter([k for k, _ in self.repo.meta_items(self.namespace)])
+        return iter([k for k, _ in self.repo.plumbing.meta_items(self.namespace)])
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.repo.meta_items(self.namespace))
+        return sum(1 for _ in self.repo.plumbing.meta_items(self.namespace))
 
     def items(self):  # one scan instead of one lookup per key
-        return [(k, decode(v)) for k, v in self.repo.meta_items(self.namespace)]
+        return [(k, decode(v)) for k, v in self.repo.plumbing.meta_items(self.namespace)]
 
     def sync(self) -> None:
         """Nothing to do: every assignment is already durable."""

@@ -65,32 +65,32 @@ class NoiseStore:
 
     def get(self, branch: str, path: str) -> NoiseFile | None:
         """The noise file at ``path`` on ``branch``, or None."""
-        raw = self.repo.meta_get(NAMESPACE, self._key(branch, path))
+        raw = self.repo.plumbing.meta_get(NAMESPACE, self._key(branch, path))
         if raw is None:
             return None
         return NoiseFile(path, len(raw) - _HEAD.size, _HEAD.unpack_from(raw)[0])
 
     def read(self, branch: str, path: str) -> bytes | None:
         """The bytes of a noise file, or None."""
-        raw = self.repo.meta_get(NAMESPACE, self._key(branch, path))
+        raw = self.repo.plumbing.meta_get(NAMESPACE, self._key(branch, path))
         return None if raw is None else raw[_HEAD.size :]
 
     def put(self, branch: str, path: str, data: bytes) -> None:
         """Store (or replace) a noise file."""
-        self.repo.meta_put(NAMESPACE, self._key(branch, path), _HEAD.pack(time.time()) + data)
+        self.repo.plumbing.meta_put(NAMESPACE, self._key(branch, path), _HEAD.pack(time.time()) + data)
 
     def delete(self, branch: str, path: str) -> bool:
         """Remove a noise file; True when it existed."""
         key = self._key(branch, path)
-        if self.repo.meta_get(NAMESPACE, key) is None:
+        if self.repo.plumbing.meta_get(NAMESPACE, key) is None:
             return False
-        self.repo.meta_delete(NAMESPACE, key)
+        self.repo.plumbing.meta_delete(NAMESPACE, key)
         return True
 
     def _under(self, branch: str, folder: str):
         prefix = self._key(branch, folder + "/" if folder else "")
         start = len(branch) + 1
-        for key, raw in self.repo.meta_items(NAMESPACE, prefix):
+        for key, raw in self.repo.plumbing.meta_items(NAMESPACE, prefix):
             yield key[start:], raw
 
     def listdir(self, branch: str, folder: str) -> list[NoiseFile]:
@@ -105,15 +105,15 @@ class NoiseStore:
     def delete_under(self, branch: str, folder: str) -> None:
         """Remove every noise file inside ``folder`` (a folder deleted or overwritten)."""
         for path, _ in list(self._under(branch, folder)):
-            self.repo.meta_delete(NAMESPACE, self._key(branch, path))
+            self.repo.plumbing.meta_delete(NAMESPACE, self._key(branch, path))
 
     def move_under(self, branch: str, src: str, dst: str) -> None:
         """Move the noise files inside folder ``src`` to folder ``dst`` (a folder MOVE)."""
         for path, raw in list(self._under(branch, src)):
-            self.repo.meta_put(NAMESPACE, self._key(branch, dst + path[len(src) :]), raw)
-            self.repo.meta_delete(NAMESPACE, self._key(branch, path))
+            self.repo.plumbing.meta_put(NAMESPACE, self._key(branch, dst + path[len(src) :]), raw)
+            self.repo.plumbing.meta_delete(NAMESPACE, self._key(branch, path))
 
     def copy_under(self, src_branch: str, src: str, branch: str, dst: str) -> None:
         """Copy the noise files inside folder ``src`` to folder ``dst``."""
         for path, raw in list(self._under(src_branch, src)):
-            self.repo.meta_put(NAMESPACE, self._key(branch, dst + path[len(src) :]), raw)
+            self.repo.plumbing.meta_put(NAMESPACE, self._key(branch, dst + path[len(src) :]), raw)
