@@ -140,7 +140,7 @@ class GitIndex:
         """Index check-ins added since the last time; re-derive all when out of step."""
         mark = self.json("mark", {"seq": 0, "cid": ""})
         seq = mark["seq"]
-        rows = self.repo.plumbing.checkins_after(seq - 1) if seq else self.repo.plumbing.checkins_after(0)
+        rows = self.repo.plumbing.checkins_after(seq - 1 if seq else 0)
         if seq:
             if not rows or rows[0][0] != seq or rows[0][1].id != mark["cid"]:
                 self.reindex()

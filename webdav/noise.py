@@ -77,7 +77,8 @@ class NoiseStore:
 
     def put(self, branch: str, path: str, data: bytes) -> None:
         """Store (or replace) a noise file."""
-        self.repo.plumbing.meta_put(NAMESPACE, self._key(branch, path), _HEAD.pack(time.time()) + data)
+        value = _HEAD.pack(time.time()) + data
+        self.repo.plumbing.meta_put(NAMESPACE, self._key(branch, path), value)
 
     def delete(self, branch: str, path: str) -> bool:
         """Remove a noise file; True when it existed."""
