@@ -8,6 +8,9 @@ Two kinds, each in sizes S (tests), M (``--quick``) and L (full run):
   sources, edited with locality (a few lines inserted, deleted or changed near
   one another, now and then a big rewrite), plus some binary files.
 
+and one real history, ``real``: the Git bundle of ``../shared/corpora/``
+(toml-lang/toml, 873 commits), cloned as it is (``real_corpus``).
+
 ``commits(kind, size, seed)`` yields the abstract history (the same one every
 time for the same arguments on the same machine); ``build`` turns it into a
 real Git repository, and ``replay`` into a herofossil store when
@@ -34,6 +37,9 @@ SIZES = {
     "L": {"config": (2600, 800), "code": (3000, 250)},
 }
 FORMAT_VERSION = 1  # bump when the generated history changes
+REAL = "real"
+REAL_BUNDLE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "toml-lang-toml.bundle"
+REAL_NAME = "toml-lang/toml"
 
 AUTHORS = [
     ("Ada Lovelace", "ada@example.org"), ("Grace Hopper", "grace@example.org"),
@@ -78,8 +84,13 @@ class Corpus:
 
     @property
     def label(self) -> str:
-        """Short name used in table rows, e.g. ``code-L``."""
-        return f"{self.kind}-{self.size}"
+        """Short name used in table rows and file names, e.g. ``code-L``, ``real-toml``."""
+        return "real-toml" if self.kind == REAL else f"{self.kind}-{self.size}"
+
+    @property
+    def title(self) -> str:
+        """The name rows show: the label, or the real history's name."""
+        return f"{REAL_NAME}, real" if self.kind == REAL else self.label
 
     def describe(self) -> str:
         """One line: commits, content size, branches."""
@@ -393,6 +404,29 @@ def build(kind: str, size: str, dest: Path, seed: int = 1) -> Corpus:
     info = {k: v for k, v in vars(stats).items() if k != "git_dir"}
     meta.write_text(json.dumps(dict(info, format=FORMAT_VERSION)))
     return stats
+
+
+def real_corpus(dest: Path) -> Corpus | None:
+    """The real history (``REAL_BUNDLE``) as bare repository ``dest``; None when absent."""
+    dest = Path(dest)
+    if not REAL_BUNDLE.exists():
+        return None
+    if not dest.exists():
+        subprocess.run(["git", "clone", "-q", "--mirror", str(REAL_BUNDLE), str(dest)],
+                       check=True)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", f"--git-dir={dest}", *args], check=True,
+                              capture_output=True, text=True).stdout
+
+    blobs = [line.split() for line in git("cat-file", "--batch-all-objects",
+                                          "--batch-check").splitlines()]
+    refs = git("for-each-ref", "--format=%(refname)").split()
+    return Corpus(REAL, "", 0, dest, commits=int(git("rev-list", "--all", "--count")),
+                  raw_bytes=sum(int(b[2]) for b in blobs if b[1] == "blob"),
+                  blobs=sum(1 for b in blobs if b[1] == "blob"),
+                  branches=sum(1 for r in refs if r.startswith("refs/heads/")),
+                  tags=sum(1 for r in refs if r.startswith("refs/tags/")))
 
 
 def checkout(corpus: Corpus, dest: Path) -> Path:

@@ -57,11 +57,24 @@ class Context:
         """True for the full (L) run."""
         return self.size == "L"
 
+    def kinds(self) -> tuple[str, ...]:
+        """The corpora measured by import and size: the generated ones, and the real
+        history of ``../shared/corpora/`` when it is there."""
+        real = (corpusmod.REAL,) if corpusmod.REAL_BUNDLE.exists() else ()
+        return corpusmod.KINDS + real
+
     def corpus(self, kind: str) -> corpusmod.Corpus:
-        """Corpus ``kind`` at this run's size (built, or reused from the work dir)."""
+        """Corpus ``kind`` at this run's size (built, or reused from the work dir); the
+        real history whatever the size."""
         if kind not in self.corpora:
             t0 = time.perf_counter()
-            c = corpusmod.build(kind, self.size, self.workdir / f"corpus-{kind}-{self.size}.git")
+            if kind == corpusmod.REAL:
+                c = corpusmod.real_corpus(self.workdir / "corpus-real-toml.git")
+                if c is None:
+                    raise FileNotFoundError(corpusmod.REAL_BUNDLE)
+            else:
+                c = corpusmod.build(kind, self.size,
+                                    self.workdir / f"corpus-{kind}-{self.size}.git")
             progress(f"corpus {c.describe()} ({time.perf_counter() - t0:.1f} s)")
             self.corpora[kind] = c
         return self.corpora[kind]
@@ -95,6 +108,9 @@ class Context:
                 made = Made(dest, "replay", error=f"import git failed: {err[0][:200]}")
         if made is None or made.how == "replay":
             import herofossil
+
+            if c.kind == corpusmod.REAL:
+                raise RuntimeError(f"herofossil import git of {c.title} failed: {made.error}")
 
             progress(f"replaying {c.label} through repo.commit (no herofossil import git)")
             t0 = time.perf_counter()

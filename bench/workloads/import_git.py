@@ -39,9 +39,9 @@ def run(ctx) -> list[Row]:
     """Rows per corpus: herofossil import git vs git fast-import and fossil import --git
     (on the full run, the fastest of ``ROUNDS`` alternating runs of herofossil and git)."""
     rows: list[Row] = []
-    for kind in ("config", "code"):
+    for kind in ctx.kinds():
         c = ctx.corpus(kind)
-        w = f"1 import git ({c.label}: {c.commits} commits, {c.raw_bytes / 1e6:.0f} MB)"
+        w = f"1 import git ({c.title}: {c.commits} commits, {c.raw_bytes / 1e6:.0f} MB)"
         _, gm = ctx.git_copy(kind)
         fossil = ctx.fossil(kind)
         made = ctx.store(kind)

@@ -17,9 +17,9 @@ def run_git_gc(git_dir) -> int:
 def run(ctx) -> list[Row]:
     """Rows per corpus: du of the store against the two packed forms."""
     rows: list[Row] = []
-    for kind in ("config", "code"):
+    for kind in ctx.kinds():
         c = ctx.corpus(kind)
-        w = f"2 store size ({c.label}, {c.raw_bytes / 1e6:.0f} MB raw)"
+        w = f"2 store size ({c.title}, {c.raw_bytes / 1e6:.0f} MB raw)"
         made = ctx.store(kind)
         hf = du(made.path)
         how = "" if made.how == "import git" else (
