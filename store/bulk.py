@@ -95,6 +95,7 @@ class BulkWriter:
                 kind = op[0]
                 if kind == "blob":
                     aw.add(op[2], op[1])
+                    aw.note_hashed(op[1], op[2])  # hashed by add_blob: no second SHA3
                     batch_data[op[1]] = op[2]
                 elif kind == "deltify":
                     aw.deltify(op[1], op[2], old_data=batch_data.get(op[1]),
@@ -102,10 +103,12 @@ class BulkWriter:
                 elif kind == "checkin":
                     _, cid, data, m, nfiles, changed = op
                     aw.add(data, cid, cards=True)
+                    aw.note_hashed(cid, data)
                     new.append(cid)
                     parsed[cid], summaries[cid] = m, (nfiles, changed, None)
                 elif kind == "control":
                     aw.add(op[2], op[1], cards=True)
+                    aw.note_hashed(op[1], op[2])
                     new.append(op[1])
                     parsed[op[1]] = op[3]
             touch = set(self._branches)
