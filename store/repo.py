@@ -13,6 +13,7 @@ from herofossil.errors import ConflictError, NotFoundError, UsageError
 from herofossil.store import blobs as blobfmt
 from herofossil.store import lmdbenv, refs
 from herofossil.store import manifest as mf
+from herofossil.store.artifacts import KNOWN
 from herofossil.store.blobs import BlobReader
 from herofossil.store.changes import Delete, MakeDir, Put, Rename
 from herofossil.store.checkins import (
@@ -31,6 +32,7 @@ from herofossil.store.views import ManifestView, TreeView
 from herofossil.store.writer import commit as commit_changes
 
 ENV_VAR = "HEROFOSSIL_REPO"
+READ_KEEP = 64 << 10  # tip reads of files up to this size keep their bytes in KNOWN
 FORK_MERGER = "herofossil"  # the user of the merges every peer writes the same (merge_forks)
 
 
@@ -181,9 +183,17 @@ class Repo:
                 raw = txn.get(key, db=self._db["tree"])
                 if raw is not None and raw[:1] == b"F":
                     aid = raw[-32:]
+                    data = KNOWN.get(aid)
+                    if data is not None:  # content-addressed: true forever (an LRU)
+                        return data
                     stored = txn.get(aid, db=self._db["blob"])
                     if stored is not None and stored[:1] == blobfmt.WHOLE:
-                        return blobfmt.decompress(stored[1:], aid)
+                        # Decompressing a small file costs more than the rest of a tip
+                        # read (measured: 10 of 16 us); a file read again is kept.
+                        data = blobfmt.decompress(stored[1:], aid)
+                        if len(data) <= READ_KEEP:
+                            KNOWN.add(aid, data)
+                        return data
                     if stored is not None and stored[:1] == blobfmt.RAW:
                         return stored[1:]
                     return BlobReader(txn, self._db["blob"]).content(aid)

@@ -201,3 +201,21 @@ def test_no_change_puts_a_file_where_a_folder_is(repo):
             repo.commit([change])
     assert repo.checkin().id == before
     assert repo.stat("d").is_dir and repo.read("d/b.txt") == b"y"
+
+
+def test_a_tip_read_kept_in_the_content_cache_still_sees_another_process_write(tmp_path):
+    import subprocess
+    import sys
+
+    from herofossil.store.artifacts import KNOWN
+
+    path = tmp_path / "s"
+    with herofossil.open(path, create=True) as repo:
+        repo.write("c.toml", b"a = 1\n" * 40)  # compressed when stored
+        KNOWN.clear()
+        first = repo.read("c.toml")
+        assert repo.read("c.toml") is first  # the second read came from the cache
+        subprocess.run([sys.executable, "-m", "herofossil", "-R", str(path), "put", "c.toml",
+                        "-"], input=b"a = 2\n" * 40, check=True)
+        assert repo.read("c.toml") == b"a = 2\n" * 40
+        assert repo.read("c.toml", at=repo.log(limit=2)[1].id) == b"a = 1\n" * 40
