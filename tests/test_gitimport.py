@@ -21,6 +21,7 @@ from herofossil.gitimport import (
     import_git,
 )
 from herofossil.gitimport.metadata import GitIndex
+from herofossil.store import blobs
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_gitimport_helpers import GitRepo, build_rich, mktree  # noqa: E402
@@ -267,3 +268,33 @@ def test_missing_git_command_is_a_clear_error(tmp_path):
          str(src)], env={"PATH": str(tmp_path), "HOME": str(tmp_path)}, capture_output=True)
     assert proc.returncode != 0
     assert b"git command is not installed" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_a_merged_branchs_last_version_of_a_file_is_stored_as_a_delta(tmp_path):
+    # The merged side's version of spec.md has no successor on its own branch: the
+    # merge (which resolved it differently) is its successor.
+    g = GitRepo(tmp_path / "src")
+    text = "".join(f"line {i}: the specification says something long enough\n"
+                   for i in range(200))
+    g.write("spec.md", text)
+    g.commit("spec")
+    g.git("checkout", "-q", "-b", "side")
+    g.write("spec.md", text.replace("line 10:", "line ten:"))
+    g.commit("side edit")
+    g.write("spec.md", text.replace("line 10:", "line ten:").replace("line 90:", "line 90 (s):"))
+    g.commit("second side edit")
+    g.git("checkout", "-q", "master")
+    g.write("spec.md", text.replace("line 150:", "line 150 (m):"))
+    g.commit("main edit")
+    g.git("merge", "-q", "--no-commit", "side")
+    g.write("spec.md", text.replace("line 10:", "line TEN:").replace("line 150:", "line 150 (m):"))
+    g.commit("merge with a resolution of its own")
+    side_version = blobs.artifact_id(g.git("show", "side:spec.md", text=False))
+    with herofossil.open(tmp_path / "s", create=True) as repo:
+        import_git(repo, g.path)
+        with repo._env.read() as txn:
+            stored = txn.get(side_version, db=repo._env.db["blob"])
+        assert blobs.delta_base(stored) is not None, "kept whole"
+        export_git(repo, str(tmp_path / "out.git"))
+        assert repo.verify().ok
+    assert _refs(tmp_path / "out.git") == g.refs()
