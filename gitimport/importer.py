@@ -278,8 +278,6 @@ class Importer:
         objects[info.tree] = item.root
         changed, new_trees, gone_dirs, nfiles = self._file_changes(
             item, base, cards, ps.nfiles if ps else 0)
-        for mp in pcids[1:]:
-            self._deltify_merged(self._state(mp), ps, base, cards)
         self._tree_overrides(info.tree, new_trees, gone_dirs, overrides, objects)
         tags, branch = self._tags(item.raw, ps, overrides, assigned.get(sha))
         name, email, when = split_ident(info.committer)
@@ -306,26 +304,6 @@ class Importer:
         self.cids[sha] = cid
         self.index.map(sha, cid)
         return cid
-
-    def _deltify_merged(self, mst: _State, ps: _State, base: dict, cards: dict) -> None:
-        """Versions a merge parent had where the merge has others become deltas on the
-        merge's: the merged branch's last version of a file has no other successor (on
-        a real history, 0.41 MB of 0.52 MB of stored old versions was kept whole so)."""
-        def version(files: dict, extra: dict, path: str) -> str | None:
-            card = extra.get(path) or files.get(path)
-            return card.uuid if card is not None else None
-
-        if mst.is_delta and ps.is_delta and mst.baseline == ps.baseline:
-            paths = set(mst.cards) | set(cards)  # the rest is the baseline's on both sides
-            mbase = base
-        else:
-            mbase = self._baseline_files(mst.baseline)
-            paths = set(mbase) | set(mst.cards) | set(base) | set(cards)
-        for path in paths:
-            old = version(mbase, mst.cards, path)
-            new = version(base, cards, path)
-            if old is not None and new is not None and old != new:
-                self.bulk.deltify(old, new)
 
     def _parent_checkins(self, info: CommitInfo, sha: str) -> list[str]:
         """The check-in ids of commit ``sha``'s parents, in order (each imported already)."""

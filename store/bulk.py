@@ -115,6 +115,7 @@ class BulkWriter:
             if update_tips:  # and every branch an interrupted run may have left stale
                 touch |= leaf_branches(txn, self._db)
             linked = crosslink(txn, self._db, new, aw=aw, parsed=parsed, summaries=summaries,
+                               deltify_merges=True,
                                update_tips=update_tips, touch=touch)
             return linked.branches, len(linked.checkins)
 

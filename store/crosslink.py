@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from herofossil.errors import HeroFossilError, IntegrityError
+from herofossil.store import blobs
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.checkins import (
@@ -112,6 +113,7 @@ def crosslink(
     touch: Iterable[str] = (),
     tree_at: dict[str, bytes] | None = None,
     deltify: bool = False,
+    deltify_merges: bool = False,
     progress: Progress = _quiet,
 ) -> Linked:
     """Derive the local state of the artifacts ``aids``, which are now stored.
@@ -123,7 +125,9 @@ def crosslink(
     check-in at its newest leaf; its tree index is kept where it was kept,
     for the default branch of a new store, and for the branches in
     ``indexed``; ``touch``: more branches to bring up to date (an earlier batch's).
-    ``deltify``: store what arrived as reverse deltas.
+    ``deltify``: store what arrived as reverse deltas; ``deltify_merges``: only the
+    versions merged branches had where the merges have others (new writes and imports;
+    never a rebuild, which keeps stored forms as they are).
     """
     aw = aw or ArtifactWriter(txn, dbs)
     reader = reader or aw
@@ -168,6 +172,8 @@ def crosslink(
         linked.branches.add(record.branch)
         if deltify:
             _deltify_checkin(aw, reader, cid, m, changed)
+        if (deltify or deltify_merges) and len(m.parents) > 1:
+            _deltify_merged(aw, reader, cid, m)
         if n % 64 == 0:
             progress("index check-ins", n, len(order))
     for ctl in sorted(controls, key=lambda c: c.date):  # stable: ties keep arrival order
@@ -221,6 +227,36 @@ def _deltify_checkin(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest,
             aw.deltify(a, b)
     if aw.has(pid):
         aw.deltify(pid, cid)
+
+
+def _deltify_merged(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest) -> None:
+    """The versions a merged branch had where merge ``cid`` has others become deltas on
+    the merge's: nothing else succeeds them (on a real Git history, 0.18 MB of 0.41 MB
+    of old versions kept whole were such)."""
+    try:
+        after = MANIFESTS.files(reader, cid)
+    except HeroFossilError:
+        return
+    for mp in m.parents[1:]:
+        try:
+            merged = MANIFESTS.files(reader, bytes.fromhex(mp))
+        except HeroFossilError:
+            continue
+        for path, old in merged.items():
+            new = after.get(path)
+            if new is None or old.uuid == new.uuid:
+                continue
+            a, b = bytes.fromhex(old.uuid), bytes.fromhex(new.uuid)
+            # An import may already have made the merge's version a delta on a later one:
+            # the whole version its chain ends on is a later version of the file too.
+            for _ in range(blobs.MAX_CHAIN):
+                stored = aw.stored(b)
+                base = blobs.delta_base(stored) if stored else None
+                if base is None:
+                    break
+                b = base
+            if aw.has(a) and aw.has(b):
+                aw.deltify(a, b)
 
 
 def _update_tip(txn, dbs, aw: ArtifactWriter, reader, ci: CheckinIndex, branch: str,

@@ -284,7 +284,7 @@ def commit(
     )
     data = m.to_bytes()
     cid = _store_manifest(aw, data, pm, parent, full, pending.replaced)
-    linked = crosslink(txn, dbs, [cid], aw=aw, parsed={cid: m},
+    linked = crosslink(txn, dbs, [cid], aw=aw, parsed={cid: m}, deltify_merges=True,
                        summaries={cid: (nfiles, list(changed), when)},
                        tree_at={branch: cid})
     record = linked.checkins[0]
