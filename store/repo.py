@@ -581,29 +581,35 @@ class Repo:
         order, a time 1 ms after the newer, user and comment fixed — so that every peer
         that merges the same fork writes the same artifact and no new fork appears.
         Returns (the merges made, the branches left forked by a conflict)."""
-        from herofossil.store import merge as mergemod
 
         made, forked = [], []
         for name in [branch] if branch else sorted(self.branches()):
-            while True:
-                leaves = sorted(self.leaves(name))
-                if len(leaves) < 2:
+            while len(leaves := sorted(self.leaves(name))) >= 2:
+                merge = self._merge_first_pair(name, leaves)
+                if merge is None:  # every pair conflicts (or waits for files to arrive)
+                    forked.append(name)
                     break
-                ours, theirs = bytes.fromhex(leaves[0]), bytes.fromhex(leaves[1])
+                made.append(merge)
+        return made, forked
+
+    def _merge_first_pair(self, name: str, leaves: list[str]) -> Checkin | None:
+        """Merge the first pair of ``leaves`` (in id order) that merges without a
+        conflict; None when none does. Every peer with these leaves picks the same."""
+        from herofossil.store import merge as mergemod
+
+        for i, first in enumerate(leaves):
+            for second in leaves[i + 1:]:
+                ours, theirs = bytes.fromhex(first), bytes.fromhex(second)
                 with self._read() as txn:
                     ci = CheckinIndex(txn, self._db)
                     base = mergemod.common_ancestor(ci, ours, theirs)
                     at = max(ci.require(ours).time, ci.require(theirs).time) + 0.001
                 try:
-                    made.append(self._merge(name, ours, theirs, base, None,
-                                            f"Merge fork {leaves[1][:12]} into {name}",
-                                            FORK_MERGER, at))
-                except ConflictError:
-                    forked.append(name)
-                    break
-                except NotFoundError:  # a side's files have not all arrived yet: later
-                    break
-        return made, forked
+                    return self._merge(name, ours, theirs, base, None,
+                                       f"Merge fork {second[:12]} into {name}", FORK_MERGER, at)
+                except (ConflictError, NotFoundError):  # NotFound: files yet to arrive
+                    continue
+        return None
 
     def checkout(self, ref: str | None, dest: str, *, force: bool = False) -> int:
         """Write version ``ref`` into directory ``dest``; returns the number of files."""

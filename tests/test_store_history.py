@@ -209,3 +209,21 @@ def test_imported_branch_is_read_from_manifests_until_first_write(repo, tmp_path
     assert other.read("d/g", at="side") == b"g" and other.read("h", at="side") == b"new"
     assert other.verify().ok
     other.close()
+
+
+def test_a_fork_disjoint_from_a_conflicting_pair_is_still_joined(tmp_path):
+    for salt in range(50):  # until the conflicting pair sorts first, as it did in the run
+        with herofossil.open(tmp_path / f"s{salt}", create=True) as repo:
+            repo.write("same.txt", b"base\n")
+            base = repo.checkin().id
+            x = repo.commit([Put("same.txt", b"left\n")], message="x").id
+            y = repo.commit([Put("same.txt", b"right\n")], message="y", parent=base).id
+            z = repo.commit([Put("other.txt", b"%d\n" % salt)], message="z", parent=base).id
+            if sorted([x, y, z])[2] != z:
+                continue
+            made, forked = repo.merge_forks()
+            assert forked == ["trunk"]
+            assert len(made) == 1 and len(repo.leaves("trunk")) == 2, (
+                f"{len(repo.leaves('trunk'))} leaves: z ({z[:12]}) was not joined")
+            return
+    pytest.fail("no salt sorted the conflicting pair first")
