@@ -13,7 +13,7 @@ MAX_KEY = 511  # LMDB's key size limit
 
 ALIAS_NS = "git-alias"  # meta namespace: another name of a branch -> the branch
 _HEX = re.compile(r"[0-9a-fA-F]{4,64}\Z")
-_DATE = re.compile(r"(?:date:)?(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?))?Z?\Z")
+DATE_SHAPE = re.compile(r"(?:date:)?(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?))?Z?\Z")
 
 
 def parse_date(text: str) -> float | None:
@@ -22,7 +22,7 @@ def parse_date(text: str) -> float | None:
     Text of that shape that names no real moment (month 13, February 30, hour
     25) raises ``UsageError``.
     """
-    m = _DATE.match(text.strip())
+    m = DATE_SHAPE.match(text.strip())
     if not m:
         return None
     day, clock = m.groups()

@@ -406,6 +406,8 @@ class Repo:
         changes = list(changes)
         branch = branch or self.default_branch
         _check_name(branch, "branch")
+        if _version_like(branch) and branch not in self.branches():
+            _check_new_name(branch, "branch")  # a write may not start such a branch
         message = message or _describe(changes)
         user = user or default_user()
 
@@ -486,7 +488,7 @@ class Repo:
         user: str | None = None,
     ) -> Checkin:
         """Start branch ``name`` at version ``at`` (a check-in carrying Fossil's branch tags)."""
-        _check_name(name, "branch")
+        _check_new_name(name, "branch")
         if name in self.branches():
             raise UsageError(f"branch {name!r} already exists")
         return self.commit(
@@ -506,7 +508,7 @@ class Repo:
         return self._tag("-", name, ref, user)
 
     def _tag(self, kind: str, name: str, ref: str | None, user: str | None) -> str:
-        _check_name(name, "tag")
+        (_check_new_name if kind == "+" else _check_name)(name, "tag")
         if kind == "-" and ref is None:
             tagged = self.tags().get(name)
             if not tagged:
@@ -677,10 +679,24 @@ class Repo:
 def _check_name(name: str, what: str) -> None:
     if isinstance(name, str) and len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
         raise UsageError(f"bad {what} name {name[:40]!r}...: longer than {MAX_NAME} bytes")
-    if not name or any(c in name for c in " \t\n\r\0") or name.startswith("-") or name == "tip":
-        raise UsageError(f"bad {what} name {name!r}: no spaces, no leading '-', not 'tip'")
+    if (not name or any(c == " " or ord(c) < 32 or ord(c) == 127 for c in name)
+            or name.startswith("-") or name == "tip"):
+        raise UsageError(f"bad {what} name {name!r}: no spaces or control characters, "
+                         "no leading '-', not 'tip'")
     if all(c in "0123456789abcdefABCDEF" for c in name):
         raise UsageError(f"bad {what} name {name!r}: all hex digits would read as a check-in id")
+
+
+def _check_new_name(name: str, what: str) -> None:
+    """``_check_name``, and not a name that reads as another kind of version name."""
+    _check_name(name, what)
+    if _version_like(name):
+        raise UsageError(f"bad {what} name {name!r}: '@' and dates name versions "
+                         "('REF@DATE', 'YYYY-MM-DD'), not branches or tags")
+
+
+def _version_like(name: str) -> bool:
+    return "@" in name or refs.DATE_SHAPE.match(name) is not None
 
 
 def _describe(changes: list) -> str:

@@ -227,3 +227,19 @@ def test_a_fork_disjoint_from_a_conflicting_pair_is_still_joined(tmp_path):
                 f"{len(repo.leaves('trunk'))} leaves: z ({z[:12]}) was not joined")
             return
     pytest.fail("no salt sorted the conflicting pair first")
+
+
+@pytest.mark.parametrize("name", ["2001-01-01", "trunk@2001-01-01", "a\x01b", "tab\tbed"])
+def test_a_branch_or_tag_name_that_reads_as_a_version_or_holds_a_control_character_is_refused(
+        repo, name):
+    from herofossil.errors import UsageError
+
+    repo.write("a.txt", b"a")
+    before = (repo.branches(), repo.tags())
+    with pytest.raises(UsageError, match="bad (branch|tag) name"):
+        repo.branch_new(name)
+    with pytest.raises(UsageError, match="bad (branch|tag) name"):
+        repo.tag_add(name)
+    with pytest.raises(UsageError, match="bad branch name"):
+        repo.write("b.txt", b"b", branch=name)
+    assert (repo.branches(), repo.tags()) == before
