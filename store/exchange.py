@@ -11,6 +11,7 @@ visible at once, with its local state derived by ``crosslink``, or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -73,13 +74,31 @@ def last_seq(env) -> int:
         return unpack_u64(cur.key()) if cur.last() else 0
 
 
+# Above this many artifacts after a watermark, ``artifacts_after`` sends delta bases without
+# asking whether the receiver has them (the set of newer ids would cost more memory).
+NEWER_MAX = 200_000
+
+
 def artifacts_after(env, seq: int, *, max_bytes: int = 8 << 20,
                     skip: set[bytes] | None = None) -> tuple[list[tuple[bytes, bytes]], int]:
     """Stored forms of the artifacts inserted after ``seq``, about ``max_bytes`` of them,
-    with the bases their deltas need that are not in ``skip`` (what the receiver is
-    known to have, or was sent already) put before them. Returns (artifacts, the
-    sequence number reached): call again from there for more."""
-    skip = skip if skip is not None else set()
+    with the bases their deltas need put before them: those not in ``skip`` (what the
+    receiver is known to have, or was sent already) and inserted after ``seq`` (the
+    receiver has everything up to ``seq``). Returns (artifacts, the sequence number
+    reached): call again from there for more."""
+    out, reached, _ = stream_after(env, seq, max_bytes=max_bytes, skip=skip)
+    return out, reached
+
+
+def stream_after(env, seq: int, *, max_bytes: int = 8 << 20, skip: set[bytes] | None = None,
+                 ahead=(), until: int | None = None
+                 ) -> tuple[list[tuple[bytes, bytes]], int, list[tuple[bytes, int]]]:
+    """``artifacts_after`` for a stream in chunks: ``ahead`` names what earlier chunks sent
+    before the stream reached it (a base numbered later than its delta, as reverse deltas
+    are), which is not sent again; the chunk ends at sequence number ``until`` at the
+    latest. Returns (artifacts, the sequence number reached, what this chunk sent ahead
+    of it, each with its sequence number)."""
+    skip = set(skip) if skip is not None else set()
     out: list[tuple[bytes, bytes]] = []
     size = 0
     reached = seq
@@ -87,21 +106,61 @@ def artifacts_after(env, seq: int, *, max_bytes: int = 8 << 20,
         blob = env.db["blob"]
         cur = txn.cursor(db=env.db["seq"])
         if not cur.set_range(pack_u64(seq + 1)):
-            return out, reached
+            return out, reached, []
+        newer: dict[bytes, int] | None = {}
         for key, aid in cur:
-            reached = unpack_u64(key)
-            size += _with_bases(txn, blob, aid, skip, out)
-            if size >= max_bytes:
+            newer[bytes(aid)] = unpack_u64(key)
+            if len(newer) > NEWER_MAX:
+                newer = None
                 break
-    return out, reached
+        known = None
+        if newer is not None:
+            skip.update(aid for aid in ahead if aid in newer)
+            if seq > 0:
+                def known(aid: bytes, newer=newer) -> bool:
+                    return aid not in newer
+        cur.set_range(pack_u64(seq + 1))
+        for key, aid in cur:
+            mark = len(out)
+            added = _with_bases(txn, blob, aid, skip, out, known)
+            if mark and size + added > max_bytes:
+                # It goes first in the next chunk: a chunk stays near its size, so that
+                # an interrupted stream keeps what came before a large artifact.
+                skip.difference_update(a for a, _ in out[mark:])
+                del out[mark:]
+                break
+            size += added
+            reached = unpack_u64(key)
+            if size >= max_bytes or (until is not None and reached >= until):
+                break
+    if newer is None:
+        return out, reached, []
+    return out, reached, [(aid, newer[aid]) for aid, _ in out if newer.get(aid, 0) > reached]
 
 
-def _with_bases(txn, blob, aid: bytes, skip: set[bytes], out: list) -> int:
-    """Append ``aid`` to ``out`` after the bases of its delta chain that ``skip`` lacks;
-    returns the bytes appended."""
+def artifacts_of(env, ids, *, max_bytes: int = 8 << 20, skip: set[bytes] | None = None,
+                 known=None) -> tuple[list[tuple[bytes, bytes]], int]:
+    """Stored forms of the artifacts ``ids`` (those this store holds), about ``max_bytes``
+    of them, each after the bases of its delta chain that are neither in ``skip`` nor
+    ``known(id)`` to the receiver. Returns (artifacts, how many of ``ids`` were done)."""
+    skip = skip if skip is not None else set()
+    out: list[tuple[bytes, bytes]] = []
+    size = 0
+    with env.read() as txn:
+        blob = env.db["blob"]
+        for done, aid in enumerate(ids, 1):
+            size += _with_bases(txn, blob, aid, skip, out, known)
+            if size >= max_bytes:
+                return out, done
+    return out, len(ids)
+
+
+def _with_bases(txn, blob, aid: bytes, skip: set[bytes], out: list, known=None) -> int:
+    """Append ``aid`` to ``out`` after the bases of its delta chain that ``skip`` lacks
+    (and ``known`` does not name); returns the bytes appended."""
     chain = []
     cur = aid
-    while cur not in skip:
+    while cur not in skip and (known is None or cur == aid or not known(cur)):
         stored = txn.get(cur, db=blob)
         if stored is None:  # a phantom's reference: nothing to send
             break
@@ -113,6 +172,137 @@ def _with_bases(txn, blob, aid: bytes, skip: set[bytes], out: list) -> int:
         cur = base
     out.extend(reversed(chain))
     return sum(len(stored) + blobs.ID_LEN for _, stored in chain)
+
+
+def in_insert_order(env, ids) -> list[bytes]:
+    """Those of ``ids`` this store holds, in the order it inserted them: the order a
+    receiver can take them in (a delta-manifest after its baseline). Reads the insert
+    sequence from the newest back, until every one is found."""
+    wanted = set(ids)
+    found: list[bytes] = []
+    if not wanted:
+        return found
+    with env.read() as txn:
+        cur = txn.cursor(db=env.db["seq"])
+        if not cur.last():
+            return found
+        for aid in cur.iterprev(keys=False, values=True):
+            if aid in wanted:
+                found.append(bytes(aid))
+                wanted.discard(aid)
+                if not wanted:
+                    break
+    found.reverse()
+    return found
+
+
+def in_receivable_order(env, ids) -> list[bytes]:
+    """Those of ``ids`` this store holds, in an order a receiver can take them in, batch
+    after batch: in insert order, but check-ins after the rest and parents first (by
+    check-in sequence: a rebuild numbers artifacts in id order, not in arrival order)."""
+    from herofossil.store.checkins import CheckinIndex
+
+    ordered = in_insert_order(env, ids)
+    with env.read() as txn:
+        ci = CheckinIndex(txn, env.db)
+        ranks = []
+        for pos, aid in enumerate(ordered):
+            rec = ci.get(aid)
+            ranks.append((1, rec.seq) if rec is not None else (0, pos))
+    return [aid for _, aid in sorted(zip(ranks, ordered, strict=True))]
+
+
+def stored_average(env) -> float:
+    """About how many bytes an artifact's stored form takes (from the pages of ``blob``)."""
+    with env.read() as txn:
+        st = txn.stat(env.db["blob"])
+    pages = st["leaf_pages"] + st["overflow_pages"]
+    return pages * st["psize"] / st["entries"] if st["entries"] else 0.0
+
+
+def seq_id(env, seq: int) -> bytes | None:
+    """The id of the artifact inserted as number ``seq`` (None: no such number)."""
+    if seq <= 0:
+        return None
+    with env.read() as txn:
+        return txn.get(pack_u64(seq), db=env.db["seq"])
+
+
+# ---- id ranges (set reconciliation): the ids that start with a hex prefix, in ``blob``
+def _bounds(prefix: str) -> tuple[bytes, bytes | None]:
+    """The first id of ``prefix``'s range, and the first id after it (None: the end)."""
+    nibbles = len(prefix)
+    lo = int(prefix, 16) << (4 * (2 * blobs.ID_LEN - nibbles)) if prefix else 0
+    hi = ((int(prefix, 16) + 1) << (4 * (2 * blobs.ID_LEN - nibbles))) if prefix else None
+    top = 1 << (8 * blobs.ID_LEN)
+    return lo.to_bytes(blobs.ID_LEN, "big"), (
+        hi.to_bytes(blobs.ID_LEN, "big") if hi is not None and hi < top else None)
+
+
+def _range_ids(txn, db, prefix: str):
+    lo, hi = _bounds(prefix)
+    cur = txn.cursor(db=db)
+    if not cur.set_range(lo):
+        return
+    for aid in cur.iternext(values=False):
+        if hi is not None and aid >= hi:
+            return
+        yield aid
+
+
+def fingerprint(total: int, count: int) -> bytes:
+    """A range's fingerprint: a hash of the sum of its ids (mod 2**256) and their count,
+    so that one pass over the ids makes it."""
+    return hashlib.blake2b((total % (1 << 256)).to_bytes(32, "big") + count.to_bytes(8, "big"),
+                           digest_size=16).digest()
+
+
+class IdRanges:
+    """Reads of id ranges in one read transaction: counts, fingerprints, ids."""
+
+    def __init__(self, env):
+        self.env = env
+        self._txn = env.read()
+        self.txn = self._txn.__enter__()
+        self.db = env.db["blob"]
+
+    def close(self) -> None:
+        self._txn.__exit__(None, None, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def ids(self, prefix: str) -> list[bytes]:
+        """Every id of ``prefix``'s range, in order."""
+        return list(_range_ids(self.txn, self.db, prefix))
+
+    def has(self, aid: bytes) -> bool:
+        return self.txn.get(aid, db=self.db) is not None
+
+    def last(self) -> tuple[int, bytes | None]:
+        """The newest insert sequence number and its artifact's id ((0, None): empty)."""
+        cur = self.txn.cursor(db=self.env.db["seq"])
+        return (unpack_u64(cur.key()), bytes(cur.value())) if cur.last() else (0, None)
+
+    def summary(self, prefix: str) -> tuple[int, bytes, list[tuple[int, int]]]:
+        """(count, fingerprint) of ``prefix``'s range, and (count, sum) of each of its 16
+        sub-ranges (none at the deepest level)."""
+        depth = len(prefix)
+        kids = [[0, 0] for _ in range(16)] if depth < 2 * blobs.ID_LEN else []
+        count = total = 0
+        byte, low = depth // 2, depth % 2
+        for aid in _range_ids(self.txn, self.db, prefix):
+            value = int.from_bytes(aid, "big")
+            count += 1
+            total += value
+            if kids:
+                kid = kids[aid[byte] & 15 if low else aid[byte] >> 4]
+                kid[0] += 1
+                kid[1] += value
+        return count, fingerprint(total, count), [tuple(k) for k in kids]
 
 
 def _wire_form(stored: bytes) -> bytes:

@@ -11,8 +11,8 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 
 from herofossil.errors import SyncError
-from herofossil.sync import wire
-from herofossil.sync.backend import Report, SyncBackend
+from herofossil.sync import wire, xferclient
+from herofossil.sync.backend import Report, SyncBackend, next_chunk
 
 # A sync that needs more round trips than this is refused rather than looping forever.
 MAX_ROUNDS = 10_000
@@ -57,13 +57,18 @@ def redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+# aiohttp's default request headers (User-Agent, Accept, Accept-Encoding) say nothing the
+# server uses: a no-op sync goes without them.
+SKIP_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
+
+
 async def _exchange(session: aiohttp.ClientSession, url: str, msg: wire.Message,
                     report: Report) -> wire.Message:
     body = wire.encode(msg)
     endpoint, auth = _endpoint(url)
     shown = redact(url)
     try:
-        async with session.post(endpoint, data=body,
+        async with session.post(endpoint, data=body, skip_auto_headers=SKIP_HEADERS,
                                 headers={"Content-Type": wire.CONTENT_TYPE, **auth}) as resp:
             data = await resp.read()
     except aiohttp.ClientError as exc:
@@ -85,7 +90,11 @@ async def _exchange(session: aiohttp.ClientSession, url: str, msg: wire.Message,
 
 def sync(repo, url: str, *, pull: bool = True, push: bool = True, progress=None) -> Report:
     """Exchange with the server at ``url``: what it has that this store lacks (``pull``)
-    and the other way (``push``), in as few round trips as the difference allows."""
+    and the other way (``push``), in as few round trips as the difference allows.
+    A ``fossil+http://`` (or ``fossil+https://``) URL is a Fossil server: Fossil's
+    protocol is spoken (``xferclient``)."""
+    if xferclient.is_fossil_url(url):
+        return xferclient.sync(repo, url, pull=pull, push=push, progress=progress)
     return asyncio.run(_sync(repo, url, pull, push, progress))
 
 
@@ -94,24 +103,100 @@ async def _sync(repo, url, pull, push, progress) -> Report:
     report = Report()
     peer = _peer_key(url)
     state = backend.peer_state(peer)
+    rec = None
+    if await asyncio.to_thread(backend.needs_reconcile, state, pull=pull, push=push):
+        rec = backend.reconciliation(state, pull=pull, push=push)
+    ahead = None  # the next request, sent before this answer is stored
+    # What the pull stream sent before it reached it: id -> where it reaches it.
+    sent_ahead = await asyncio.to_thread(backend.peer_ahead, peer)
+    chunk = next_chunk(None)
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-        for _ in range(MAX_ROUNDS):
-            msg = await asyncio.to_thread(backend.request, state, pull=pull, push=push)
-            answer = await _exchange(session, url, msg, report)
-            more = await asyncio.to_thread(backend.absorb, state, answer, report)
-            # Saved after every round: an interrupted clone or pull resumes from here.
-            await asyncio.to_thread(backend.save_peer_state, peer, state)
-            if progress is not None:
-                progress("sync", report.artifacts_received + report.artifacts_sent, None)
-            pushed_all = not push or state.get("acked", 0) >= msg.header["push"]["reached"]
-            if not more and (pushed_all and not _more_to_push(backend, state, push)):
-                if report.checkins_new:
-                    # The server joined what it could already; a merge made here is the
-                    # same artifact, so the next sync's push costs nothing new there.
-                    await asyncio.to_thread(backend.join_forks, report)
-                return report
+        try:
+            for _ in range(MAX_ROUNDS):
+                if rec is not None:
+                    msg = await asyncio.to_thread(rec.request)
+                    answer = await _exchange(session, url, msg, report)
+                    done = await asyncio.to_thread(rec.absorb, answer, report)
+                    _progress(progress, report)
+                    if done:
+                        rec.finish()
+                        await asyncio.to_thread(backend.save_peer_state, peer, state, {})
+                        return await _joined(backend, report)
+                    continue
+                if ahead is None:
+                    msg = await asyncio.to_thread(backend.request, state, pull=pull, push=push,
+                                                  ahead=sent_ahead, chunk=chunk)
+                    ahead = asyncio.ensure_future(_exchange(session, url, msg, report))
+                answer = await ahead
+                ahead = None
+                sent_ahead = _still_ahead(sent_ahead, answer)
+                chunk = next_chunk(answer)
+                if not push and answer.header.get("more") and isinstance(
+                        answer.header.get("pulled"), int):
+                    # A clone or a pull far behind: ask for the next chunk while this one
+                    # is stored (the server keeps nothing between requests).
+                    nxt = _pulled(state, answer)
+                    msg = backend.request(nxt, pull=True, push=False, ahead=sent_ahead,
+                                          chunk=chunk)
+                    ahead = asyncio.ensure_future(_exchange(session, url, msg, report))
+                more = await asyncio.to_thread(backend.absorb, state, answer, report)
+                # Saved after every round: an interrupted clone or pull resumes from here.
+                await asyncio.to_thread(backend.save_peer_state, peer, state, sent_ahead)
+                _progress(progress, report)
+                if answer.header.get("base") is not None:  # it cannot trust the watermark
+                    report.reconciled = True
+                    rec = await asyncio.to_thread(backend.reconciliation, state, pull=pull,
+                                                  push=push, first=answer)
+                    if rec.done:
+                        rec.finish()
+                        await asyncio.to_thread(backend.save_peer_state, peer, state, {})
+                        return await _joined(backend, report)
+                    continue
+                pushed_all = not push or state.get("acked", 0) >= msg.header["push"]["reached"]
+                if not more and (pushed_all and not _more_to_push(backend, state, push)):
+                    return await _joined(backend, report)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
     raise SyncError(f"sync with {redact(url)} did not settle in {MAX_ROUNDS} round trips",
                     peer=redact(url))
+
+
+def _still_ahead(ahead: dict, answer: wire.Message) -> dict:
+    """What the pull stream has sent ahead of itself, once ``answer`` is stored (the
+    server does not send it again)."""
+    pulled = answer.header.get("pulled")
+    if not isinstance(pulled, int):
+        return ahead
+    out = {aid: seq for aid, seq in ahead.items() if seq > pulled}
+    if answer.reconcile is not None:
+        out.update((aid, seq) for aid, seq in answer.reconcile.ahead_at if seq > pulled)
+    return out
+
+
+def _pulled(state: dict, answer: wire.Message) -> dict:
+    """``state`` as it will be once ``answer`` is stored (its pull watermark)."""
+    h = answer.header
+    ahead = dict(state, epoch=h["epoch"], after=h["pulled"])
+    if h.get("more") and state.get("epoch") in (None, h["epoch"]):
+        ahead["span"] = h["pulled"] - state.get("after", 0)
+    ahead.pop("at", None)
+    if isinstance(h.get("at"), str) and h["at"]:
+        ahead["at"] = h["at"]
+    return ahead
+
+
+def _progress(progress, report: Report) -> None:
+    if progress is not None:
+        progress("sync", report.artifacts_received + report.artifacts_sent, None)
+
+
+async def _joined(backend: SyncBackend, report: Report) -> Report:
+    if report.checkins_new:
+        # The server joined what it could already; a merge made here is the same
+        # artifact, so the next sync's push costs nothing new there.
+        await asyncio.to_thread(backend.join_forks, report)
+    return report
 
 
 def _more_to_push(backend: SyncBackend, state: dict, push: bool) -> bool:
@@ -128,8 +213,12 @@ def _peer_key(url: str) -> str:
 
 def clone(url: str, path: str | os.PathLike, *, progress=None):
     """Copy the store served at ``url`` into a new store at ``path`` (run again after an
-    interruption: it resumes). Returns (the ``Repo``, the ``Report``)."""
+    interruption: it resumes). Returns (the ``Repo``, the ``Report``). A
+    ``fossil+http://`` URL clones from a Fossil server."""
     from herofossil.store.repo import Repo
+
+    if xferclient.is_fossil_url(url):
+        return xferclient.clone(url, path, progress=progress)
 
     repo = Repo.open(os.fspath(path), create=True)
     try:

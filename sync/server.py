@@ -22,7 +22,7 @@ from aiohttp import web
 
 from herofossil.errors import HeroFossilError, IntegrityError, SyncError
 from herofossil.store.users import UserDB, parse_user_spec
-from herofossil.sync import wire
+from herofossil.sync import wire, xferserver
 from herofossil.sync.backend import SyncBackend
 
 log = logging.getLogger("herofossil.sync")
@@ -62,8 +62,13 @@ def make_app(repo, *, readonly: bool = False, users=None,
     if not readonly and not repo._env.readonly:
         backend.ensure_project()
     app = web.Application(client_max_size=wire.MAX_MESSAGE)
+    app.on_response_prepare.append(_lean_headers)
 
     async def sync(request: web.Request) -> web.Response:
+        if request.content_type.startswith(xferserver.CONTENT_PREFIX):  # Fossil's protocol
+            local = _loopback(request.remote)
+            return await xferserver.respond(request, backend, anon_write=local and not users,
+                                            anon_read=public_read or (local and not users))
         user, wrong = _who(request, users)
         if wrong:
             return _refuse(401, "wrong user name or password", auth=True)
@@ -116,8 +121,15 @@ def make_app(repo, *, readonly: bool = False, users=None,
             await changed(repo, deadline, mark)
 
     app.router.add_post("/sync", sync)
+    app.router.add_post("/{path:.*}", sync)  # fossil posts to the path of the URL it was given
     app.router.add_get("/events", events)
     return app
+
+
+async def _lean_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """No ``Server`` header: a peer learns nothing from it, and a no-op sync is a few
+    hundred bytes, HTTP included."""
+    response.headers.popall("Server", None)
 
 
 def data_mark(repo):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 
 import pytest
@@ -98,6 +100,99 @@ def test_a_no_op_sync_is_one_small_round_trip(tmp_path, serve):
     assert report.round_trips == 1
     assert report.artifacts_sent == report.artifacts_received == 0
     assert report.bytes_sent + report.bytes_received < 600  # without HTTP headers
+    repo.close()
+
+
+class Relay:
+    """A loopback TCP relay in front of ``port`` that counts the bytes each way (what goes
+    over the socket: HTTP headers included)."""
+
+    def __init__(self, port: int):
+        self.target, self.up, self.down = port, 0, 0
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                near, _ = self._listener.accept()
+            except OSError:
+                return
+            far = socket.create_connection(("127.0.0.1", self.target))
+            with self._lock:
+                self._socks += [near, far]
+            threading.Thread(target=self._pump, args=(near, far, "up"), daemon=True).start()
+            threading.Thread(target=self._pump, args=(far, near, "down"), daemon=True).start()
+
+    def _pump(self, src, dst, way):
+        try:
+            while data := src.recv(1 << 16):
+                with self._lock:
+                    setattr(self, way, getattr(self, way) + len(data))
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self._listener.close()
+        with self._lock:
+            for s in self._socks:
+                s.close()
+
+
+@pytest.fixture
+def relay():
+    made = []
+
+    def start(url):
+        r = Relay(int(url.rstrip("/").rpartition(":")[2]))
+        made.append(r)
+        return r
+
+    yield start
+    for r in made:
+        r.close()
+
+
+def test_a_no_op_sync_is_under_600_bytes_on_the_wire_with_http(tmp_path, serve, relay):
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    _history(origin, n=5)
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    repo, _ = client.clone(srv.url, tmp_path / "copy")
+    counted = relay(srv.url)
+    first = client.sync(repo, counted.url)  # another URL: first contact, a reconciliation
+    assert first.reconciled and first.round_trips == 1
+    counted.up = counted.down = 0
+    report = client.sync(repo, counted.url)
+    assert report.round_trips == 1 and not report.reconciled
+    assert report.artifacts_sent == report.artifacts_received == 0
+    assert counted.up > report.bytes_sent and counted.down > report.bytes_received
+    assert counted.up + counted.down < 600
+    repo.close()
+
+
+def test_a_no_op_sync_still_refuses_a_server_of_another_project(tmp_path, serve):
+    with herofossil.open(tmp_path / "origin", create=True) as origin:
+        _history(origin, n=3)
+    srv = serve(tmp_path / "origin")
+    port = srv.url.rstrip("/").rpartition(":")[2]
+    repo, _ = client.clone(srv.url, tmp_path / "copy")
+    srv.stop()
+    with herofossil.open(tmp_path / "other", create=True) as other:  # same URL, other store
+        _history(other, n=3)
+    srv = serve(tmp_path / "other", "--port", port)
+    with pytest.raises(SyncError, match="another project"):
+        client.sync(repo, srv.url)
     repo.close()
 
 
@@ -244,6 +339,65 @@ def test_a_clone_killed_midway_resumes_and_fetches_only_what_is_missing(tmp_path
     # What was missing, plus framing and at most a chunk's worth sent again.
     assert report.bytes_received < (total - had_bytes) + (1 << 20) + 10_000
     assert repo.verify().ok
+    repo.close()
+
+
+def test_a_clone_killed_after_half_its_chunks_resends_about_half_on_resume(tmp_path, serve):
+    from herofossil.sync import backend
+
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    for i in range(80):  # about 8 MB, incompressible: four chunks
+        origin.write(f"big/{i}.bin", os.urandom(100_000), message=f"big {i}")
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    full_repo, full = client.clone(srv.url, tmp_path / "full")
+    full_repo.close()
+    assert full.round_trips >= 4 and backend.CHUNK <= 4 << 20
+    half = full.round_trips // 2
+    script = (
+        "import sys\n"
+        "from herofossil.sync import client\n"
+        "rounds = 0\n"
+        "def progress(label, done, total):\n"
+        "    global rounds\n"
+        "    rounds += 1\n"
+        f"    if rounds == {half}: print('cut', flush=True); sys.stdin.read()\n"
+        "client.clone(sys.argv[1], sys.argv[2], progress=progress)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, srv.url, str(tmp_path / "copy")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "cut\n"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    repo, resumed = client.clone(srv.url, tmp_path / "copy")
+    assert resumed.bytes_received <= 0.6 * full.bytes_received
+    with herofossil.open(tmp_path / "origin", readonly=True) as origin:
+        assert _same(origin, repo)
+    assert repo.verify().ok
+    repo.close()
+
+
+def test_a_clone_in_many_chunks_sends_each_delta_base_once(tmp_path, serve, monkeypatch):
+    from herofossil.sync import backend
+
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    rnd = __import__("random").Random(5)
+    for i in range(200):  # versions of a few files: older ones are deltas on newer ones
+        origin.write(f"f/{i % 7}.txt", rnd.randbytes(3000).hex().encode() * 2,
+                     message=f"v{i}")
+    stored = origin.stats()["stored_bytes"]
+    origin.close()
+    monkeypatch.setattr(backend, "FIRST_CHUNK", 32 << 10)
+    monkeypatch.setattr(backend, "MIN_CHUNK", 16 << 10)
+    srv = serve(tmp_path / "origin")
+    repo, report = client.clone(srv.url, tmp_path / "copy")
+    assert report.round_trips >= 8
+    assert report.bytes_received + report.bytes_sent <= 1.1 * stored + 200 * report.round_trips
+    with herofossil.open(tmp_path / "origin", readonly=True) as origin:
+        assert _same(origin, repo)
+    assert repo.stats()["stored_bytes"] <= 1.1 * stored
     repo.close()
 
 
@@ -493,3 +647,36 @@ def test_the_tips_uncompressed_manifest_travels_compressed_and_arrives_whole(tmp
         sent = dict(exchange.artifacts_after(repo._env, 0)[0])
         assert sent[tip][:1] == blobs.WHOLE and len(sent[tip]) < len(kept)
         assert blobs.decode_whole(sent[tip], tip) == kept[1:]
+
+
+def test_a_check_in_that_arrives_before_its_parent_makes_no_merge(tmp_path):
+    """Chunks send a delta's base ahead of the stream: an old manifest stored as a delta on
+    a newer one brings that newer check-in before its parent. The gap is no fork."""
+    import random
+
+    from herofossil.store import exchange
+    from herofossil.sync.backend import SyncBackend
+
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    rnd = random.Random(3)
+    for i in range(120):
+        origin.write(f"r/{i}.bin", rnd.randbytes(20_000), message=f"put {i}")
+    copy = herofossil.open(tmp_path / "copy", create=True)
+    backend = SyncBackend(copy)
+    seq, ahead, gaps = 0, [], 0
+    while True:
+        chunk, seq, sent = exchange.stream_after(origin._env, seq, max_bytes=80_000,
+                                                 ahead=[aid for aid, _ in ahead])
+        if not chunk:
+            break
+        ahead = [(aid, s) for aid, s in ahead if s > seq] + sent
+        exchange.receive(copy._env, chunk)
+        gaps += backend.history_gap()
+        backend.join_forks()
+    assert gaps  # the stream did bring check-ins before their parents
+    assert not backend.history_gap()
+    assert _same_artifacts(origin, copy)
+    assert copy.leaves("trunk") == origin.leaves("trunk")
+    assert all(c.user != "herofossil" for c in copy.log())
+    copy.close()
+    origin.close()

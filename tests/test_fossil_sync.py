@@ -1,0 +1,552 @@
+"""The real ``fossil`` client against herofossil's sync server (Fossil's xfer protocol)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+import herofossil
+from herofossil.errors import SyncError
+from herofossil.store.changes import Put
+from herofossil.sync import fossilusers, xfer, xferserver
+from herofossil.sync.backend import SyncBackend
+
+FOSSIL = shutil.which("fossil")
+pytestmark = pytest.mark.skipif(FOSSIL is None, reason="fossil is not installed")
+BINARY = bytes(range(256)) * 12 + b"\0\xff" * 300
+
+
+class Server:
+    """``python -m herofossil.sync.server STORE`` on a free loopback port."""
+
+    def __init__(self, store, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "herofossil.sync.server", str(store), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("sync: "):
+            self.stop()
+            raise AssertionError(f"the server did not start: {line}{self.proc.stderr.read()}")
+        self.url = line.split()[1]
+
+    def with_user(self, name: str, password: str) -> str:
+        return self.url.replace("http://", f"http://{name}:{password}@")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def serve():
+    started = []
+
+    def start(store, *args):
+        s = Server(store, *args)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def fsl(tmp_path):
+    """Run fossil with a home of its own, no terminal, and a time limit."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), USER="tester", FOSSIL_HOME=str(home))
+
+    def run(*args, cwd=None, check=True):
+        proc = subprocess.run([FOSSIL, *map(str, args)], cwd=cwd, env=env,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"fossil {' '.join(map(str, args))} failed:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+def _history(repo):
+    """Branches, tags, a merge, a rename, a binary and an executable file, 100+ artifacts."""
+    repo.commit([Put("README.md", b"# hello\n"), Put("bin/tool", b"#!/bin/sh\necho hi\n",
+                                                     perm="x"),
+                 Put("data/blob.bin", BINARY)], message="first")
+    repo.tag_add("v1.0")
+    for i in range(40):
+        repo.write(f"many/{i % 7}.txt", b"line %d\n" % i * 60, message=f"edit {i}")
+    repo.branch_new("feature")
+    repo.write("feature.md", b"feature work\n", branch="feature")
+    repo.write("data/blob.bin", BINARY[::-1], branch="feature")
+    repo.rename("README.md", "docs/README.md", message="move the readme")
+    repo.merge("feature", message="merge feature")
+    repo.tag_add("v2.0")
+
+
+def _fossil_checkins(fsl, repo_file) -> set[str]:
+    out = fsl("timeline", "-n", "0", "-t", "ci", "-F", "%H", "-R", repo_file).stdout
+    return {line.strip() for line in out.splitlines() if len(line.strip()) == 64}
+
+
+def _wire_bytes(output: str) -> int:
+    m = re.search(r"wire bytes sent: (\d+)\s+received: (\d+)", output)
+    assert m, output
+    return int(m.group(1)) + int(m.group(2))
+
+
+def _checkout(fsl, repo_file, work):
+    work.mkdir()
+    fsl("settings", "autosync", "off", "-R", repo_file)
+    fsl("open", repo_file, "--nosync", "--workdir", work, cwd=work.parent)
+
+
+@pytest.fixture
+def history(store_path):
+    repo = herofossil.open(store_path, create=True)
+    _history(repo)
+    yield repo
+    repo.close()
+
+
+def test_fossil_clones_our_store_with_same_history_files_branches_and_tags(
+        history, store_path, serve, fsl, tmp_path):
+    server = serve(store_path)
+    clone = tmp_path / "x.fossil"
+    fsl("clone", server.url, clone)
+    # --parse: every artifact, our clusters too, must be one fossil accepts.
+    assert " 0 errors" in fsl("test-integrity", "--parse", "-R", clone).stdout
+    ours = {c.id for c in history.log()} | {c.id for c in history.log(at="feature")}
+    assert _fossil_checkins(fsl, clone) == ours
+    for ref in ("trunk", "feature", "v1.0", "v2.0"):
+        cid = history.resolve(ref)
+        listed = fsl("ls", "-R", clone, "-r", cid).stdout.split("\n")
+        assert sorted(p for p in listed if p) == sorted(history.files(cid))
+    for path in history.files():
+        got = subprocess.run([FOSSIL, "cat", path, "-R", clone, "-r", "trunk"],
+                             capture_output=True, check=True).stdout
+        assert got == history.read(path)
+    assert set(fsl("branch", "list", "-R", clone).stdout.split()) == {"trunk", "feature"}
+    assert {"v1.0", "v2.0"} <= set(fsl("tag", "list", "-R", clone).stdout.split())
+    code, _ = SyncBackend(history).fossil_codes()
+    assert fsl("info", "-R", clone).stdout.split("project-code:")[1].split()[0] == code
+
+
+def test_fossil_push_reaches_our_tip_and_our_writes_reach_fossil_pull(
+        history, store_path, serve, fsl, tmp_path):
+    server = serve(store_path)
+    clone, work = tmp_path / "x.fossil", tmp_path / "work"
+    fsl("clone", server.url, clone)
+    _checkout(fsl, clone, work)
+    (work / "from-fossil.txt").write_text("made by fossil\n")
+    (work / "many" / "1.txt").write_text("changed by fossil\n")
+    fsl("add", "from-fossil.txt", cwd=work)
+    out = fsl("commit", "-m", "a fossil check-in", "--no-warnings", cwd=work).stdout
+    fossil_ci = re.search(r"New_Version: ([0-9a-f]{64})", out).group(1)
+    fsl("push", server.url, cwd=work)
+    assert history.resolve() == fossil_ci
+    assert history.log(limit=1)[0].comment == "a fossil check-in"
+    assert history.read("from-fossil.txt") == b"made by fossil\n"
+    assert history.read("many/1.txt") == b"changed by fossil\n"
+    assert history.verify().problems == []
+
+    ours = history.write("from-herofossil.txt", b"made by herofossil\n").id
+    out = fsl("pull", server.url, cwd=work).stdout
+    assert ours in _fossil_checkins(fsl, clone)
+    # Our cookie told the server what the client had: what is new came unasked, at once.
+    assert re.findall(r"Round-trips: (\d+)", out)[-1] == "1"
+    fsl("update", "trunk", cwd=work)
+    assert (work / "from-herofossil.txt").read_text() == "made by herofossil\n"
+    assert " 0 errors" in fsl("test-integrity", "-R", clone).stdout
+
+
+def test_fossil_sync_both_ways_in_one_run(history, store_path, serve, fsl, tmp_path):
+    server = serve(store_path)
+    clone, work = tmp_path / "x.fossil", tmp_path / "work"
+    fsl("clone", server.url, clone)
+    _checkout(fsl, clone, work)
+    (work / "side.txt").write_text("fossil side\n")
+    fsl("add", "side.txt", cwd=work)
+    fsl("commit", "-m", "fossil side", "--no-warnings", "--allow-fork", cwd=work)
+    history.write("other.txt", b"herofossil side\n")
+    fsl("sync", server.url, cwd=work)
+    # Two leaves of trunk met on the server; their sides do not conflict: one merge.
+    tip = history.checkin()
+    assert history.read("side.txt") == b"fossil side\n"
+    assert history.read("other.txt") == b"herofossil side\n"
+    assert len(tip.parents) == 2
+    fsl("sync", server.url, cwd=work)
+    assert tip.id in _fossil_checkins(fsl, clone)
+
+
+def test_noop_fossil_sync_is_small_once_the_server_made_clusters(
+        history, store_path, serve, fsl, tmp_path):
+    for i in range(120):
+        history.write(f"more/{i}.txt", b"file %d\n" % i)
+    server = serve(store_path)
+    clone, work = tmp_path / "x.fossil", tmp_path / "work"
+    fsl("clone", server.url, clone)
+    _checkout(fsl, clone, work)
+    integrity = fsl("test-integrity", "--parse", "-R", clone).stdout  # clusters parse
+    assert " 0 errors" in integrity
+    assert int(integrity.split(" non-phantom")[0].split()[-1]) > 300
+    assert len(xferserver.unclustered(SyncBackend(history))) < 100
+    history.write("more/new.txt", b"one more\n")
+    fsl("sync", server.url, cwd=work)
+    out = fsl("sync", server.url, cwd=work).stdout
+    assert "Round-trips: 1 " in out
+    noop = _wire_bytes(out)
+    # HTTP headers both ways and a few cards; without clusters the client would announce
+    # each of its artifacts (70 bytes of igot card apiece).
+    assert noop < 1500, noop
+
+
+def test_anonymous_clone_is_refused_when_the_server_has_users(
+        history, store_path, serve, fsl, tmp_path):
+    server = serve(store_path, "--user", "carol:pw")
+    proc = fsl("clone", server.url, tmp_path / "x.fossil", check=False)
+    assert proc.returncode != 0
+    assert "not authorized to clone" in proc.stdout + proc.stderr
+
+
+def test_fossil_login_read_write_read_only_and_wrong_password(
+        history, store_path, serve, fsl, tmp_path):
+    fossilusers.grant(history, "alice", "alice-pw")
+    fossilusers.grant(history, "bob", "bob-pw", can_write=False)
+    server = serve(store_path, "--user", "alice:alice-pw", "--user", "bob:bob-pw:ro")
+    clone, work = tmp_path / "x.fossil", tmp_path / "work"
+    fsl("clone", server.with_user("alice", "alice-pw"), clone)
+    assert _fossil_checkins(fsl, clone) >= {history.resolve()}
+    _checkout(fsl, clone, work)
+    # Bob may only read: with nothing to send, his sync is told "pull only" and pulls.
+    history.write("for-bob.txt", b"bob pulls this\n")
+    out = fsl("sync", server.with_user("bob", "bob-pw"), cwd=work).stdout
+    assert "Error" not in out
+    assert history.resolve() in _fossil_checkins(fsl, clone)
+    fsl("user", "default", "alice", "-R", clone)
+    fsl("update", "trunk", cwd=work)
+    (work / "by-alice.txt").write_text("alice\n")
+    fsl("add", "by-alice.txt", cwd=work)
+    fsl("commit", "-m", "alice", "--no-warnings", cwd=work)
+    before = history.resolve()
+    # What he sends is refused, as fossil's own server refuses it.
+    out = fsl("sync", server.with_user("bob", "bob-pw"), cwd=work).stdout
+    assert "not authorized to write" in out
+    assert history.resolve() == before
+    assert not history.exists("by-alice.txt")
+
+    wrong = fsl("push", server.with_user("alice", "not-her-pw"), cwd=work, check=False)
+    assert "login failed" in wrong.stdout + wrong.stderr
+    assert history.resolve() == before
+
+    fsl("push", server.with_user("alice", "alice-pw"), cwd=work)
+    assert history.read("by-alice.txt") == b"alice\n"
+
+
+def test_wrong_project_code_is_refused(history, store_path, serve, fsl, tmp_path):
+    other = tmp_path / "other-store"
+    repo = herofossil.open(other, create=True)
+    repo.write("x.txt", b"another project\n")
+    repo.close()
+    server = serve(store_path)
+    clone = tmp_path / "x.fossil"
+    fsl("clone", serve(other).url, clone)
+    proc = fsl("sync", server.url, "-R", clone, check=False)
+    assert "wrong project" in proc.stdout + proc.stderr
+    assert not history.exists("x.txt")
+
+
+# ---- bad input, posted as fossil would
+def _post(url: str, payload: bytes) -> list[xfer.Card]:
+    req = urllib.request.Request(url, data=xfer.compress(payload),
+                                 headers={"Content-Type": xfer.COMPRESSED})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        body = resp.read()
+        kind = resp.headers["Content-Type"]
+    return xfer.parse(xfer.decode_body(body, kind))
+
+
+def _errors(cards) -> list[str]:
+    return [c.args[0] for c in cards if c.name == "error"]
+
+
+@pytest.fixture
+def pushing(history, store_path, serve):
+    """(server, the push/pull cards of this store, the store's last sequence number)."""
+    project, _ = SyncBackend(history).fossil_codes()
+    server = serve(store_path)
+    head = f"pull {'0' * 40} {project}\npush {'0' * 40} {project}\n".encode()
+    return server, head
+
+
+def _file(data: bytes, name: str | None = None, src: str | None = None) -> bytes:
+    name = name or hashlib.sha3_256(data).hexdigest()
+    head = f"file {name} {src} {len(data)}\n" if src else f"file {name} {len(data)}\n"
+    return head.encode() + data
+
+
+def _last(history) -> int:
+    return SyncBackend(history).identity()["last"]
+
+
+def test_bad_input_gets_an_error_card_and_stores_nothing(history, pushing):
+    server, head = pushing
+    before = _last(history)
+    good = _file(b"a good artifact that must not be kept either\n")
+    cases = {
+        "bad command": head + b"frobnicate now\n",
+        "malformed file line": head + b"file nothex 12\nhello world!",
+        "announces": head + b"file " + b"a" * 64 + b" 999\nshort",
+        "do not hash": head + good + _file(b"these bytes", "b" * 64),
+        "neither sent nor is stored": head + good + _file(b"\x01\x02", src="c" * 64),
+        "SHA3-256 artifacts only": head + _file(b"x", "d" * 40),
+        "wrong project": f"push {'0' * 40} {'e' * 40}\n".encode() + good,
+        "login failed": b"login alice " + b"0" * 40 + b" " + b"1" * 40 + b"\n" + head + good,
+    }
+    for why, payload in cases.items():
+        errors = _errors(_post(server.url, payload))
+        assert errors and why in errors[0], (why, errors)
+    assert _last(history) == before
+    assert history.verify().problems == []
+
+
+def test_a_read_only_replica_answers_pull_only(store_path, history, serve, fsl, tmp_path):
+    project, _ = SyncBackend(history).fossil_codes()
+    history.close()
+    server = serve(store_path, "--readonly")
+    cards = _post(server.url, f"pull {'0' * 40} {project}\npush {'0' * 40} {project}\n"
+                  .encode() + _file(b"kept? no\n"))
+    assert _errors(cards) == ["not authorized to write"]
+    cards = _post(server.url, f"pull {'0' * 40} {project}\npush {'0' * 40} {project}\n"
+                  .encode())
+    assert [c.args[0] for c in cards if c.name == "message"] == [
+        "pull only - not authorized to push"]
+
+
+def test_reqconfig_answers_project_name_and_hash_policy(history, pushing):
+    server, head = pushing
+    cards = _post(server.url, head + b"reqconfig /all\nreqconfig /shun\n")
+    configs = [c.payload.decode() for c in cards if c.name == "config"]
+    assert any("'project-name' value" in c for c in configs)
+    assert any("'hash-policy' value '2'" in c for c in configs)
+    assert not _errors(cards)
+
+
+def test_card_codec_round_trips_escapes_and_payloads():
+    w = xfer.Writer()
+    w.message("two words\nand a \\ backslash")
+    w.file("a" * 64, b"x\ny")
+    w.cfile("b" * 64, 5, xfer.compress(b"hello"), "c" * 64)
+    w.config("/config", b"1 'k' value 'v'")
+    cards = xfer.parse(w.getvalue())
+    assert [c.name for c in cards] == ["message", "file", "cfile", "config"]
+    assert cards[0].args == ["two words\nand a \\ backslash"]
+    assert cards[1].payload == b"x\ny"
+    assert xfer.uncompress(cards[2].payload) == b"hello" and cards[2].args[1] == "c" * 64
+    assert cards[3].payload == b"1 'k' value 'v'"
+    with pytest.raises(xfer.XferError):
+        xfer.uncompress(b"\0\0\0\x09" + b"not zlib")
+
+
+# ---- herofossil as a Fossil client, against a real ``fossil server``
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def fossil_server(fsl):
+    """``fossil server`` of a repository file on a free loopback port (always stopped)."""
+    import socket
+    import time
+
+    started = []
+
+    def start(repo_file) -> str:
+        port = _free_port()
+        proc = subprocess.Popen([FOSSIL, "server", "--port", str(port), "--localhost",
+                                 str(repo_file)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        started.append(proc)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return f"127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("fossil server did not start")
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _git_history(root):
+    """A Git history with a branch, a merge, a rename, a tag and a binary file."""
+    env = dict(os.environ, GIT_AUTHOR_NAME="T", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="T", GIT_COMMITTER_EMAIL="t@example.com",
+               GIT_AUTHOR_DATE="2024-01-01T00:00:00", GIT_COMMITTER_DATE="2024-01-01T00:00:00")
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+
+    root.mkdir()
+    git("init", "-q", "-b", "master")
+    (root / "a.txt").write_text("alpha\n" * 30)
+    (root / "blob.bin").write_bytes(BINARY)
+    git("add", ".")
+    git("commit", "-qm", "one")
+    git("checkout", "-qb", "side")
+    (root / "side.txt").write_text("side\n")
+    git("add", "side.txt")
+    git("commit", "-qm", "side work")
+    git("checkout", "-q", "master")
+    git("mv", "a.txt", "b.txt")
+    git("commit", "-qm", "rename a to b")
+    git("merge", "-q", "--no-edit", "side")
+    git("tag", "-a", "v1", "-m", "release 1")
+
+
+@pytest.fixture
+def fossil_repo(fsl, tmp_path):
+    """A Fossil repository made by ``fossil import --git``, with a user alice (clone,
+    read, check-in)."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    _git_history(tmp_path / "git")
+    export = subprocess.run(["git", "fast-export", "--all"], cwd=tmp_path / "git",
+                            capture_output=True, check=True).stdout
+    repo_file = tmp_path / "imported.fossil"
+    subprocess.run([FOSSIL, "import", "--git", str(repo_file)], input=export, check=True,
+                   capture_output=True, env=dict(os.environ, USER="tester"))
+    fsl("user", "new", "alice", "alice@example.com", "alice-pw", "-R", repo_file)
+    fsl("user", "capabilities", "alice", "gio", "-R", repo_file)
+    return repo_file
+
+
+def test_we_clone_pull_and_push_with_a_real_fossil_server(fossil_repo, fossil_server, fsl,
+                                                          tmp_path):
+    from herofossil.sync import xferclient
+
+    host = fossil_server(fossil_repo)
+    url = f"fossil+http://alice:alice-pw@{host}/"
+    repo, report = xferclient.clone(url, tmp_path / "ours")
+    try:
+        assert {c.id for b in repo.branches() for c in repo.log(at=b)} == \
+            _fossil_checkins(fsl, fossil_repo)
+        shown = fsl("info", "v1", "-R", fossil_repo).stdout.split("hash:")[1].split()[0]
+        merge = repo.resolve("v1")
+        assert merge.startswith(shown) and len(repo.checkin(merge).parents) == 2
+        listed = fsl("ls", "-R", fossil_repo, "-r", merge).stdout.split()
+        assert sorted(repo.files(merge)) == sorted(listed) == ["b.txt", "blob.bin",
+                                                               "side.txt"]
+        assert repo.read("blob.bin", at=merge) == BINARY
+        assert repo.verify().problems == []
+        code = fsl("info", "-R", fossil_repo).stdout.split("project-code:")[1].split()[0]
+        assert SyncBackend(repo).fossil_codes()[0] == code
+
+        # A check-in made with fossil reaches us by pull.
+        work = tmp_path / "work"
+        _checkout(fsl, fossil_repo, work)
+        fsl("update", merge, cwd=work)
+        (work / "by-fossil.txt").write_text("fossil wrote this\n")
+        fsl("add", "by-fossil.txt", cwd=work)
+        out = fsl("commit", "-m", "by fossil", "--no-warnings", "--allow-fork", cwd=work)
+        made = re.search(r"New_Version: ([0-9a-f]{64})", out.stdout).group(1)
+        pulled = xferclient.sync(repo, url, push=False)
+        assert pulled.checkins_new == 1
+        assert repo.read("by-fossil.txt", at=made) == b"fossil wrote this\n"
+
+        # A check-in made here reaches fossil by push, and fossil finds it sound.
+        ours = repo.write("by-herofossil.txt", b"herofossil wrote this\n", branch="side").id
+        pushed = xferclient.sync(repo, url, pull=False)
+        assert pushed.artifacts_sent >= 2
+        assert ours in _fossil_checkins(fsl, fossil_repo)
+        assert " 0 errors" in fsl("test-integrity", "-R", fossil_repo).stdout
+        assert xferclient.sync(repo, url).artifacts_sent == 0  # nothing new: nothing sent
+    finally:
+        repo.close()
+
+
+def test_fossil_server_refusals_are_sync_errors_and_store_nothing(fossil_repo, fossil_server,
+                                                                 fsl, tmp_path):
+    from herofossil.errors import SyncError
+    from herofossil.sync import xferclient
+
+    host = fossil_server(fossil_repo)
+    with pytest.raises(SyncError, match="login failed"):
+        xferclient.clone(f"fossil+http://alice:wrong@{host}/", tmp_path / "a")
+    repo, _ = xferclient.clone(f"fossil+http://{host}/", tmp_path / "b")  # nobody may clone
+    try:
+        before = SyncBackend(repo).identity()["last"]
+        repo.write("x.txt", b"anonymous may not push this\n")
+        with pytest.raises(SyncError, match="not authorized to write"):
+            xferclient.sync(repo, f"fossil+http://{host}/", pull=False)
+        assert SyncBackend(repo).identity()["last"] == before + 2  # the write, nothing more
+    finally:
+        repo.close()
+    # Once nobody may clone, a clone logs in after the first round told the project code.
+    fsl("user", "capabilities", "nobody", "", "-R", fossil_repo)
+    with pytest.raises(SyncError, match="not authorized to clone"):
+        xferclient.clone(f"fossil+http://{host}/", tmp_path / "c")
+    repo, _ = xferclient.clone(f"fossil+http://alice:alice-pw@{host}/", tmp_path / "d")
+    try:
+        assert repo.verify().problems == [] and repo.log()
+    finally:
+        repo.close()
+
+
+def test_fossil_clone_from_us_costs_about_the_bytes_of_fossil_server(
+        history, store_path, serve, fossil_server, fsl, tmp_path):
+    server = serve(store_path)
+    ours = fsl("clone", server.url, tmp_path / "ours.fossil").stdout
+    host = fossil_server(tmp_path / "ours.fossil")
+    theirs = fsl("clone", f"http://{host}/", tmp_path / "theirs.fossil").stdout
+    assert _wire_bytes(ours) <= 1.1 * _wire_bytes(theirs), (ours, theirs)
+    noop_ours = _wire_bytes(fsl("sync", server.url, "-R", tmp_path / "ours.fossil").stdout)
+    noop_theirs = _wire_bytes(fsl("sync", f"http://{host}/", "-R",
+                                  tmp_path / "theirs.fossil").stdout)
+    assert noop_ours <= noop_theirs, (noop_ours, noop_theirs)
+
+
+def test_the_command_line_clones_and_pulls_a_fossil_plus_http_url(fossil_repo, fossil_server,
+                                                                  fsl, tmp_path):
+    host = fossil_server(fossil_repo)
+    url = f"fossil+http://alice:alice-pw@{host}/"
+    store = tmp_path / "cli"
+    cli = [sys.executable, "-m", "herofossil"]
+    done = subprocess.run([*cli, "clone", url, str(store)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "alice-pw" not in done.stdout + done.stderr  # the password is never shown
+    with herofossil.open(store) as repo:
+        assert {c.id for b in repo.branches() for c in repo.log(at=b)} == \
+            _fossil_checkins(fsl, fossil_repo)
+    pulled = subprocess.run([*cli, "-R", str(store), "pull", url], capture_output=True,
+                            text=True)
+    assert pulled.returncode == 0, pulled.stderr
+    wrong = subprocess.run([*cli, "-R", str(store), "pull", url.replace("alice-pw", "nope")],
+                           capture_output=True, text=True)
+    assert wrong.returncode == SyncError.exit_code and "Traceback" not in wrong.stderr
