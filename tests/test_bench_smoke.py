@@ -25,7 +25,39 @@ def test_suite_at_size_s_completes_with_a_figure_or_reason_per_row(tmp_path):
     assert {"1", "2", "3", "4", "5", "6", "7", "8"} <= seen, seen
     text = report(rows, ctx, "python -m bench --size S", 0.0)
     assert text.count("\n|") >= len(rows) + 1
-    assert len(ORDER) == 9
+    assert len(ORDER) == 10
+
+
+@pytest.mark.slow
+def test_fossil_workload_measures_both_servers_and_both_clients_at_size_s(tmp_path):
+    import shutil
+
+    from bench.__main__ import run_suite
+
+    if shutil.which("fossil") is None:
+        pytest.skip("fossil is not installed")
+    rows, _ = run_suite("S", ["fossil"], tmp_path)
+    assert not [r for r in rows if r.metric in ("(workload)", "(corpus)")], rows
+    by_what = {}
+    for r in rows:
+        assert r.workload.startswith("9 fossil xfer: "), r
+        assert r.hf is not None and r.other is not None, f"figure missing: {r}"
+        assert "WRONG" not in r.note, r
+        what, _, corpus = r.workload.removeprefix("9 fossil xfer: ").partition(" (")
+        by_what.setdefault(what, set()).add((corpus, r.metric))
+    corpora = {c for pairs in by_what.values() for c, _ in pairs}
+    assert "config-S)" in corpora, corpora
+    assert set(by_what) == {"fossil clone", "fossil sync no-op",
+                            "herofossil clone from fossil server"}
+    for what, pairs in by_what.items():
+        metrics = {"round trips", "bytes on the wire"} if "sync" in what else {
+            "time", "bytes on the wire"}
+        assert pairs == {(c, m) for c in corpora for m in metrics}, (what, pairs)
+    for r in rows:
+        if r.metric == "round trips":
+            assert r.hf == 1, r  # a no-op sync with herofossil takes one round trip
+        if r.workload.startswith("9 fossil xfer: fossil clone") and r.metric != "time":
+            assert r.budget == ("<=", 1.0) and r.verdict in ("met", "NOT met"), r
 
 
 def test_corpus_is_deterministic():

@@ -20,7 +20,7 @@ from bench.util import Measured, have, herofossil_cli_has, progress, run, run_me
 # workload name -> module in this package, in the order they run
 MODULES = {"import": "import_git", "size": "store_size", "read": "read_tip",
            "write": "write", "scale": "scale", "delta": "delta", "maint": "maint",
-           "extra": "extra", "sync": "sync"}
+           "extra": "extra", "sync": "sync", "fossil": "fossil_xfer"}
 ORDER = list(MODULES)
 
 
