@@ -16,7 +16,7 @@ from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader
 from herofossil.store.checkins import DEFAULT_BRANCH, INDEXED, MANIFESTS
-from herofossil.store.crosslink import crosslink, set_tips
+from herofossil.store.crosslink import crosslink, set_tips, topological
 from herofossil.store.keys import CHAIN, DEPS, pack_u64
 from herofossil.store.lru import LRU
 from herofossil.store.schema import LOCAL_TABLES
@@ -75,16 +75,14 @@ def rebuild_txn(txn, db, progress: Progress = _quiet, *, indexed: set[str] | Non
     controls: list[tuple[str, bytes, mf.ControlArtifact]] = []
     base_of: dict[bytes, bytes] = {}
     whole: list[bytes] = []
-    seq = 0
+    aids: list[bytes] = []
     for aid, stored in txn.cursor(db=db["blob"]):
-        seq += 1
-        txn.put(pack_u64(seq), aid, db=db["seq"])
+        aids.append(aid)
         base = blobfmt.delta_base(stored)
         if base is None:
             whole.append(aid)
         else:
             base_of[aid] = base
-    txn.put(b"next_seq", pack_u64(seq + 1), db=db["info"])
     _rebuild_chains(txn, db, base_of, set(whole))
     reader = _ContentCache(txn, db["blob"])
     for n, (aid, data, error) in enumerate(_contents(txn, db["blob"], whole, base_of), 1):
@@ -101,17 +99,24 @@ def rebuild_txn(txn, db, progress: Progress = _quiet, *, indexed: set[str] | Non
         if n % 256 == 0:
             progress("rebuild: read artifacts", n, total)
     parsed: dict = dict(manifests)
-    ordered = list(manifests)
+    ordered = topological(manifests)
     for _date, aid, ctl in sorted(controls, key=lambda c: c[:2]):
         parsed[aid] = ctl
         ordered.append(aid)
+    # The insert sequence is what a peer's watermark streams in: files first, then
+    # check-ins parents first, then control artifacts, as they would have arrived. (In
+    # id order a check-in could reach a peer before its parent.)
+    later = set(ordered)
+    for seq, aid in enumerate([*(a for a in aids if a not in later), *ordered], 1):
+        txn.put(pack_u64(seq), aid, db=db["seq"])
+    txn.put(b"next_seq", pack_u64(len(aids) + 1), db=db["info"])
     linked = crosslink(txn, db, ordered, aw=aw, reader=reader, parsed=parsed,
                        update_tips=False, progress=progress)
     branches = sorted(
         {k.partition(b"\0")[0].decode() for k in txn.cursor(db=db["leaf"]).iternext(values=False)}
     )
     set_tips(txn, db, aw, reader, branches, indexed=indexed, tips=tips)
-    return {"artifacts": seq, "checkins": len(linked.checkins), "branches": len(branches)}
+    return {"artifacts": len(aids), "checkins": len(linked.checkins), "branches": len(branches)}
 
 
 def _contents(txn, blob_db, whole: list[bytes], base_of: dict[bytes, bytes]):

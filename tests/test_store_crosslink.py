@@ -144,3 +144,24 @@ def test_an_import_in_many_small_batches_gives_the_same_store_and_a_bad_file_add
     assert third.stats()["artifacts"] == 0  # checked before anything is stored
     for repo in (source, target, third):
         repo.close()
+
+
+def test_a_rebuild_numbers_files_first_then_check_ins_parents_first(tmp_path):
+    from herofossil.store.keys import unpack_u64
+
+    repo = herofossil.open(tmp_path / "s", create=True)
+    repo.write("f0.txt", b"first\n")
+    repo.branch_new("side")
+    for i in range(30):  # enough check-ins that id order and history order differ
+        repo.write(f"f{i % 4}.txt", b"version %d\n" % i, branch="trunk" if i % 3 else "side")
+    repo.rebuild()
+    with repo._env.read() as txn:
+        order = {bytes(aid).hex(): unpack_u64(k) for k, aid in txn.cursor(db=repo._env.db["seq"])}
+    checkins = [c for b in repo.branches() for c in repo.log(at=b)]
+    assert len({c.id for c in checkins}) > 20
+    for c in checkins:
+        assert all(order[p] < order[c.id] for p in c.parents), c.id
+        for _, (aid, _) in repo.files(c.id).items():
+            assert order[aid] < order[c.id]
+    assert repo.verify().ok
+    repo.close()
