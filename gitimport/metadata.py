@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from herofossil.gitimport.objects import object_id
 from herofossil.store import manifest as mf
 from herofossil.store.maintenance import iter_artifacts
-from herofossil.store.meta import meta_get_many, meta_update
 
 NS = "git"
 TAG_COMMIT = "git-commit"
@@ -96,7 +95,7 @@ class GitIndex:
         return v.hex() if v else None
 
     def checkins_of(self, shas) -> dict[str, str]:
-        got = meta_get_many(self.repo, NS, ["c/" + s for s in shas])
+        got = self.repo.plumbing.meta_get_many(NS, ["c/" + s for s in shas])
         return {k[2:]: v.hex() for k, v in got.items()}
 
     def sha_of(self, cid: str) -> str | None:
@@ -132,7 +131,7 @@ class GitIndex:
         self.put("mark", json.dumps({"seq": seq, "cid": cid}).encode())
 
     def commit(self) -> None:
-        meta_update(self.repo, NS, self._puts, self._dels)
+        self.repo.plumbing.meta_update(NS, self._puts, self._dels)
         self._puts, self._dels = [], []
 
     # ---- keeping it in step with the artifacts

@@ -9,7 +9,7 @@ that ``Repo``'s methods are the API.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from herofossil.errors import InvalidPathError
@@ -81,6 +81,52 @@ class Plumbing:
         except InvalidPathError:
             return  # too long to have been stored
         self._repo._env.write(lambda txn: txn.delete(mkey, db=self._repo._db["meta"]))
+
+    def meta_update(self, namespace: str, puts: Iterable[tuple[str, bytes]] = (),
+                    deletes: Iterable[str] = ()) -> None:
+        """Put and delete many unversioned values of ``namespace`` in one durable
+        transaction."""
+        puts = [(meta_key(namespace, k), v) for k, v in puts]
+        deletes = [meta_key(namespace, k) for k in deletes]
+        if not puts and not deletes:
+            return
+        db = self._repo._db["meta"]
+
+        def txn_fn(txn):
+            for k in deletes:
+                txn.delete(k, db=db)
+            for k, v in puts:
+                txn.put(k, v, db=db)
+
+        self._repo._env.write(txn_fn)
+
+    def meta_change(self, namespace: str, key: str,
+                    change: Callable[[bytes | None], bytes | None]) -> bytes | None:
+        """Replace a value by ``change(current)`` (None: delete it) inside one write
+        transaction, so that a precondition ``change`` checks (raising to refuse) holds
+        against every other writer, in any process. Returns what ``change`` returned."""
+        mkey, db = meta_key(namespace, key), self._repo._db["meta"]
+
+        def txn_fn(txn):
+            new = change(txn.get(mkey, db=db))
+            if new is None:
+                txn.delete(mkey, db=db)
+            else:
+                txn.put(mkey, new, db=db)
+            return new
+
+        return self._repo._env.write(txn_fn)
+
+    def meta_get_many(self, namespace: str, keys: Iterable[str]) -> dict[str, bytes]:
+        """The values of ``keys`` that exist, read from one snapshot."""
+        db = self._repo._db["meta"]
+        out = {}
+        with self._repo._read() as txn:
+            for k in keys:
+                v = txn.get(meta_key(namespace, k), db=db)
+                if v is not None:
+                    out[k] = v
+        return out
 
     def meta_any(self, namespace: str) -> bool:
         """True when ``namespace`` holds at least one unversioned value."""

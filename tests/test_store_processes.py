@@ -71,3 +71,39 @@ def test_sigkill_during_burst_keeps_every_returned_write(repo, store_path):
         i = int(path.split("/")[1].split(".")[0])
         assert repo.read(path) == f"burst file {i}\n".encode() * 20
     assert herofossil.open(store_path).verify().ok
+
+
+CLAIMER = """
+import sys, herofossil
+from herofossil.errors import ConflictError
+repo = herofossil.open(sys.argv[1])
+me = sys.argv[2].encode()
+
+def claim(current):
+    if current is not None:
+        raise ConflictError("taken", path="k", expected=None, found=current.decode())
+    return me
+
+won = 0
+for i in range(int(sys.argv[3])):
+    try:
+        repo.plumbing.meta_change("race", f"k{i}", claim)
+        won += 1
+    except ConflictError:
+        pass
+print(won, flush=True)
+"""
+
+
+def test_a_metadata_precondition_holds_against_another_process(repo, store_path):
+    n = 150
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(store_path), who, str(n)],
+                              stdout=subprocess.PIPE, text=True) for who in ("a", "b")]
+    try:
+        wins = [int(p.communicate(timeout=240)[0]) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert sum(wins) == n  # every key claimed once: never by both, never by neither
+    owners = dict(repo.plumbing.meta_items("race"))
+    assert len(owners) == n and set(owners.values()) <= {b"a", b"b"}
