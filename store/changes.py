@@ -40,9 +40,11 @@ class Rename:
 
 @dataclass(slots=True)
 class MakeDir:
-    """Create an (empty) folder that survives in history."""
+    """Create an (empty) folder that survives in history; ``expect=ABSENT``: only where
+    nothing is yet (a folder already there is then a conflict, not a no-op)."""
 
     path: str
+    expect: str | None = None
 
 
 @dataclass(slots=True)

@@ -214,6 +214,10 @@ class _Pending:
     def _mkdir(self, ch: MakeDir) -> None:
         path = normalize(ch.path)
         entry = self.tree.get(path)
+        if ch.expect is not None:
+            if ch.expect != ABSENT:
+                raise UsageError(f"MakeDir {path}: expect can only be ABSENT")
+            _check_expect(path, ABSENT, b"" if entry is not None else None)
         if entry is not None:
             if entry.is_dir:
                 return

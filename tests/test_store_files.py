@@ -219,3 +219,18 @@ def test_a_tip_read_kept_in_the_content_cache_still_sees_another_process_write(t
                         "-"], input=b"a = 2\n" * 40, check=True)
         assert repo.read("c.toml") == b"a = 2\n" * 40
         assert repo.read("c.toml", at=repo.log(limit=2)[1].id) == b"a = 1\n" * 40
+
+
+def test_makedir_expecting_nothing_there_conflicts_with_a_folder_or_a_file(repo):
+    from herofossil.errors import ConflictError
+
+    repo.commit([MakeDir("d", expect=ABSENT)])
+    assert repo.stat("d").is_dir
+    repo.write("f.txt", b"x")
+    before = repo.checkin().id
+    for path in ("d", "f.txt"):
+        with pytest.raises(ConflictError):
+            repo.commit([MakeDir(path, expect=ABSENT)])
+    assert repo.checkin().id == before
+    repo.commit([MakeDir("d")])  # without expect: a folder already there is no change
+    assert repo.checkin().id == before
