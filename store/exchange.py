@@ -314,11 +314,13 @@ def _wire_form(stored: bytes) -> bytes:
     return packed if len(packed) < len(stored) else stored
 
 
-def receive(env, artifacts: list[tuple[bytes, bytes]]) -> Received:
+def receive(env, artifacts: list[tuple[bytes, bytes]], *, deltify: bool = False) -> Received:
     """Verify and store ``artifacts`` (id, stored form) from a peer, then derive their
     local state; all in one durable transaction. Raises ``IntegrityError`` (nothing
     stored) for an artifact whose bytes do not hash to its id, a delta on a base that
-    is neither stored nor in the batch, a damaged delta, or an unknown stored form."""
+    is neither stored nor in the batch, a damaged delta, or an unknown stored form.
+    ``deltify``: the peer sent whole texts (Fossil's protocol): store older versions as
+    reverse deltas, as an import does."""
     batch = {}
     for aid, stored in artifacts:
         if len(aid) != blobs.ID_LEN or not stored or len(stored) > MAX_ARTIFACT:
@@ -339,7 +341,7 @@ def receive(env, artifacts: list[tuple[bytes, bytes]]) -> Received:
         for aid in new:  # once every base is stored
             aw.note_chain(aid)
         linked = crosslink(txn, env.db, new, aw=aw, parsed=None,
-                           reader=_Reader(aw, contents))
+                           reader=_Reader(aw, contents), deltify=deltify)
         arrived(txn, env.db, aw, phantoms)
         return Received(artifacts=len(new), bytes=sum(len(batch[a]) for a in new),
                         checkins=[c.id for c in linked.checkins], before=before,

@@ -737,7 +737,7 @@ class SyncBackend:
         they made where the sides do not conflict."""
         if self.readonly or self.env.readonly:
             raise PermissionError("this store is a read-only replica: it takes no push")
-        got = exchange.receive(self.env, artifacts)
+        got = exchange.receive(self.env, artifacts, deltify=True)  # Fossil sends texts
         if got.checkins:
             self.join_forks()
         return got
