@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from herofossil.errors import InvalidPathError
 
 DIR_MARKER = ".herofossil-dir"
@@ -10,6 +12,10 @@ DIR_MARKER = ".herofossil-dir"
 # branch name leave room for the separators.
 MAX_PATH = 400
 MAX_NAME = 100  # bytes of a branch or tag name
+# Control characters (U+0000-U+001F, U+007F) are refused in every stored name:
+# they cannot be written in XML 1.0 (WebDAV listings), Windows refuses them, and
+# a newline or escape in a name misleads every terminal and line-based tool.
+_CONTROL = re.compile("[\x00-\x1f\x7f]").search
 
 
 def normalize(path: str, *, allow_root: bool = False, marker: bool = False) -> str:
@@ -17,8 +23,9 @@ def normalize(path: str, *, allow_root: bool = False, marker: bool = False) -> s
 
     A leading '/' is rejected rather than stripped: stored paths are relative.
     Rejected: empty paths (unless ``allow_root``), '.', '..', empty segments,
-    NUL, and the reserved directory-marker name (allowed as the last segment
-    with ``marker``: the writer's own name for a kept-empty folder).
+    control characters (NUL included), paths over ``MAX_PATH`` bytes, and the
+    reserved directory-marker name (allowed as the last segment with ``marker``:
+    the writer's own name for a kept-empty folder).
     """
     if not isinstance(path, str):
         raise InvalidPathError(f"path must be a string, not {type(path).__name__}")
@@ -30,8 +37,11 @@ def normalize(path: str, *, allow_root: bool = False, marker: bool = False) -> s
         path = path[:-1]
     if path.startswith("/"):
         raise InvalidPathError(f"absolute path {path!r}: store paths are relative, drop the '/'")
-    if "\0" in path:
-        raise InvalidPathError(f"path {path!r} contains a NUL byte")
+    bad = _CONTROL(path)
+    if bad:
+        raise InvalidPathError(
+            f"path {path!r} contains the control character U+{ord(bad.group()):04X}: "
+            "file names cannot hold control characters; rename the file")
     try:
         size = len(path.encode("utf-8"))
     except UnicodeEncodeError:

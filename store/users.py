@@ -7,7 +7,13 @@ its own salt (in memory, and in the store's metadata, namespace
 scrypt costs ~40 ms by design, so a successful login is remembered as an
 HMAC of the password under a key made at start-up and never written
 anywhere; later requests compare that HMAC in constant time instead of
-re-running scrypt.
+re-running scrypt. A failure always costs one scrypt: a wrong password for
+a user seen before, and an unknown user (checked against a dummy record),
+cost what a first login does, so timing tells nothing. Each scrypt holds
+16 MiB (128 * r * N bytes), so at most ``SCRYPT_AT_ONCE`` run at once.
+Failed logins are logged (one line on stderr) and counted per client
+address; an address with ``LoginThrottle.allowed`` failures in its window
+waits until the oldest leaves it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import hashlib
 import hmac
 import json
 import os
+import sys
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 
 from herofossil.errors import UsageError
@@ -25,12 +34,19 @@ from herofossil.errors import UsageError
 NAMESPACE = "webdav-users"
 REALM = "herofossil"
 _N, _R, _P = 2**14, 8, 1
+SCRYPT_AT_ONCE = 2
+_scrypt_slots = threading.BoundedSemaphore(SCRYPT_AT_ONCE)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    with _scrypt_slots:
+        return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=dklen)
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
     """``scrypt$N$r$p$salt$hash`` (base64) of ``password``."""
     salt = salt or os.urandom(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    digest = _scrypt(password, salt, _N, _R, _P, 32)
     b64 = base64.b64encode
     return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
@@ -42,14 +58,7 @@ def check_password(password: str, record: str) -> bool:
         if kind != "scrypt":
             return False
         want = base64.b64decode(digest)
-        got = hashlib.scrypt(
-            password.encode("utf-8"),
-            salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(want),
-        )
+        got = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p), len(want))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, want)
@@ -78,6 +87,58 @@ def parse_user_spec(spec: str) -> tuple[str, str, bool]:
     return name, password, access == "rw"
 
 
+def parse_new_user(spec: str) -> tuple[str, str | None, bool]:
+    """``NAME[:ro|rw]`` -> (name, None, can_write): the password is asked for. The old
+    ``NAME:PASSWORD[:ro|rw]`` form still parses (password given)."""
+    name, sep, rest = spec.partition(":")
+    if not name:
+        raise UsageError(f"bad user {spec!r}: write NAME[:ro|rw]")
+    if not sep or rest in ("ro", "rw"):
+        return name, None, rest != "ro"
+    return parse_user_spec(spec)
+
+
+class LoginThrottle:
+    """Failed logins per client address, each remembered for ``window`` seconds; an
+    address with ``allowed`` of them waits (``retry_after``) until the oldest expires."""
+
+    def __init__(self, allowed: int = 5, window: float = 60.0, addresses: int = 4096):
+        self.allowed = allowed
+        self.window = window
+        self.addresses = addresses
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str) -> int:
+        """Seconds ``address`` must wait before its next login attempt (0: none)."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._failures.get(address)
+            if times is None:
+                return 0
+            while times and times[0] <= now - self.window:
+                times.popleft()
+            if not times:
+                del self._failures[address]
+                return 0
+            if len(times) < self.allowed:
+                return 0
+            return max(1, int(times[0] + self.window - now + 0.999))
+
+    def failed(self, address: str) -> None:
+        """Count a failed login from ``address``."""
+        with self._lock:
+            if address not in self._failures and len(self._failures) >= self.addresses:
+                self._failures.pop(next(iter(self._failures)))  # the longest-known address
+            times = self._failures.setdefault(address, deque(maxlen=self.allowed))
+            times.append(time.monotonic())
+
+    def succeeded(self, address: str) -> None:
+        """A login from ``address`` worked: forget its failures."""
+        with self._lock:
+            self._failures.pop(address, None)
+
+
 class UserDB:
     """The users a server accepts; empty means anonymous access."""
 
@@ -86,6 +147,8 @@ class UserDB:
         self._key = os.urandom(32)
         self._seen: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._dummy: str | None = None
+        self.throttle = LoginThrottle()
 
     def __bool__(self) -> bool:
         return bool(self._users)
@@ -122,26 +185,42 @@ class UserDB:
         return bool(user and user.can_write)
 
     def verify(self, name: str, password: str) -> bool:
-        """True when ``password`` is ``name``'s (scrypt once, then a keyed HMAC)."""
+        """True when ``password`` is ``name``'s: scrypt, or the keyed HMAC of a login that
+        worked before; every failure costs one scrypt (see the module doc)."""
         user = self._users.get(name)
         if user is None:
-            hash_password(password)  # same cost for unknown names: no user enumeration
+            if self._dummy is None:
+                self._dummy = hash_password(os.urandom(16).hex())
+            check_password(password, self._dummy)  # what a known name costs
             return False
         mac = hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()
         seen = self._seen.get(name)
-        if seen is not None:
-            return hmac.compare_digest(seen, mac)
+        if seen is not None and hmac.compare_digest(seen, mac):
+            return True
         if not check_password(password, user.record):
             return False
         with self._lock:
             self._seen[name] = mac
         return True
 
+    def login(self, name: str, password: str, address: str) -> bool:
+        """``verify``, counting and logging a failure (one line on stderr: time, address,
+        user); the caller asks ``throttle.retry_after(address)`` first."""
+        if self.verify(name, password):
+            self.throttle.succeeded(address)
+            return True
+        self.throttle.failed(address)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        sys.stderr.write(f"{stamp} herofossil: failed login from {address} "
+                         f"as {name[:64]!r}\n")
+        sys.stderr.flush()
+        return False
+
 
 def store_user(repo, name: str, password: str, can_write: bool = True) -> None:
     """Keep a user (hashed) in the store's metadata, for every later ``serve``."""
-    if not name or ":" in name:
-        raise UsageError(f"bad user name {name!r}")
+    if not name or ":" in name or not name.isprintable():
+        raise UsageError(f"bad user name {name!r}: no ':' and no control characters")
     rec = {"hash": hash_password(password), "access": "rw" if can_write else "ro"}
     repo.plumbing.meta_put(NAMESPACE, name, json.dumps(rec).encode())
 

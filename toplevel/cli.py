@@ -340,6 +340,30 @@ def cmd_git(args):
             _out(f"{sha or '-' * 40} {cid}")
 
 
+_PS_WARNING = ("herofossil: warning: {what} puts a password on the command line, where "
+               "every local user sees it (ps); save users with 'serve --add-user NAME' "
+               "instead, which asks for the password (or reads it from stdin)\n")
+
+
+def _read_password(name: str) -> str:
+    """A new user's password: asked twice on a terminal, else one line of stdin."""
+    import getpass
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass(f"password for {name} (again): ") != password:
+            raise errors.UsageError(f"serve --add-user {name}: the passwords differ")
+    else:
+        line = sys.stdin.readline()
+        if not line:
+            raise errors.UsageError(f"serve --add-user {name}: no password on stdin "
+                                    "(one line per user)")
+        password = line.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise errors.UsageError(f"serve --add-user {name}: the password is empty")
+    return password
+
+
 def cmd_serve(args):
     from herofossil.webdav import auth, server
     from herofossil.webdav.noise import DEFAULT_PATTERNS
@@ -347,7 +371,11 @@ def cmd_serve(args):
     with _repo(args) as repo:
         if args.add_user or args.remove_user or args.list_users:
             for spec in args.add_user or []:
-                name, password, rw = auth.parse_user_spec(spec)
+                name, password, rw = auth.parse_new_user(spec)
+                if password is None:
+                    password = _read_password(name)
+                else:
+                    sys.stderr.write(_PS_WARNING.format(what="--add-user NAME:PASSWORD"))
                 auth.store_user(repo, name, password, rw)
                 _out(f"user {name}: saved ({'rw' if rw else 'ro'})")
             for name in args.remove_user or []:
@@ -362,6 +390,8 @@ def cmd_serve(args):
         users.load(repo)
         for spec in args.users or []:
             users.add(*auth.parse_user_spec(spec))
+        if args.users:
+            sys.stderr.write(_PS_WARNING.format(what="--user"))
         if args.no_webdav and args.no_sync:
             raise errors.UsageError("serve: --no-webdav and --no-sync leave nothing to serve")
         if not args.no_webdav or not args.public_read:
@@ -650,21 +680,29 @@ def _serve_command(sub) -> None:
                         "too). "
                         "/ is trunk's tip, /.branches/NAME/ other branches (read-write), "
                         "/.history/REF/ any past version (read-only). Every change is one "
-                        "check-in. Without users access is anonymous and only on loopback. "
-                        "--add-user/--remove-user/--list-users manage users kept (hashed) "
-                        "in the store, then exit.")
+                        "check-in. Without users access is anonymous, only on loopback, "
+                        "and only for requests naming a loopback Host. Users: save them in "
+                        "the store with --add-user NAME[:ro|rw] (the password is asked for, "
+                        "or read from stdin, one line per user; kept scrypt-hashed), then "
+                        "serve; --remove-user/--list-users manage them. Each of these exits "
+                        "after its change.")
     sp.set_defaults(fn=cmd_serve)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sp.add_argument("--webdav-port", type=int, default=8023, metavar="N",
                     help="port (default 8023; 0 picks a free one)")
     sp.add_argument("--user", dest="users", action="append", metavar="NAME:PASSWORD[:ro|rw]",
-                    help="accept this user for this run (repeatable; rw by default)")
+                    help="accept this user for this run (repeatable; rw by default). Not "
+                    "recommended: the password is visible to every local user in ps; "
+                    "save users with --add-user instead")
     sp.add_argument("--readonly", action="store_true", help="refuse every change")
     sp.add_argument("--noise", action="append", metavar="PATTERN",
                     help="also keep files matching PATTERN out of history (repeatable; "
                     "defaults: .DS_Store ._* Thumbs.db desktop.ini ~$* *.swp *.swx ...)")
-    sp.add_argument("--add-user", action="append", metavar="NAME:PASSWORD[:ro|rw]",
-                    help="save a user in the store (password scrypt-hashed), then exit")
+    sp.add_argument("--add-user", action="append", metavar="NAME[:ro|rw]",
+                    help="save a user in the store (rw by default), then exit; the password "
+                    "is asked for on a terminal, else read from stdin (one line per user), "
+                    "and kept scrypt-hashed. The old NAME:PASSWORD[:ro|rw] still works, "
+                    "with a warning")
     sp.add_argument("--remove-user", action="append", metavar="NAME",
                     help="forget a saved user, then exit")
     sp.add_argument("--list-users", action="store_true", help="list saved users, then exit")

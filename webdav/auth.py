@@ -12,6 +12,7 @@ from herofossil.store.users import (  # noqa: F401 - the names WebDAV's callers 
     check_password,
     hash_password,
     list_users,
+    parse_new_user,
     parse_user_spec,
     remove_user,
     store_user,
@@ -35,6 +36,7 @@ class RepoDomainController(BaseDomainController):
         return bool(self.users)
 
     def basic_auth_user(self, realm, user_name, password, environ):
+        # Behind the guard, which authenticates first, wsgidav never calls this.
         return self.users.verify(user_name, password)
 
     def supports_http_digest_auth(self):

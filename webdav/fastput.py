@@ -133,7 +133,7 @@ def put(provider, environ: dict, start_response):
         return None
     url = environ["PATH_INFO"]
     fs = provider.fs
-    loc = routes.parse(url, fs.repo.default_branch)
+    loc = fs.locate(url)
     if (
         not 0 <= length <= MAX_BODY
         or loc is None
@@ -150,10 +150,11 @@ def put(provider, environ: dict, start_response):
     with provider.lock_gate.put():
         lock_manager = provider.lock_manager
         if lock_manager is not None and lock_manager.storage.has_locks():
-            # What wsgidav checks: the file, or the folder a new file goes into.
-            checked = url if existed else url.rpartition("/")[0] + "/"
+            # What wsgidav checks: the file, or the folder a new file goes into,
+            # keyed as the resources key them (one key per branch and path).
+            checked = loc.key if existed else loc.key.rpartition("/")[0] + "/"
             lock_manager.check_write_permission(
-                url=quote(checked), depth="0", token_list=[],
+                url=quote(provider.share_path + checked), depth="0", token_list=[],
                 principal=environ.get("wsgidav.user_name", "anonymous"),
             )
         fs.commit(environ, loc, [Put(loc.path, data)], loc.url)

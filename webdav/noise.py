@@ -13,6 +13,9 @@ import struct
 import time
 from dataclasses import dataclass
 
+from herofossil import errors
+from herofossil.store.changes import ABSENT, EXISTS
+
 NAMESPACE = "webdav-noise"
 
 DEFAULT_PATTERNS = (
@@ -45,9 +48,42 @@ class NoiseFile:
     def name(self) -> str:
         return self.path.rpartition("/")[2]
 
+    @property
+    def etag(self) -> str:
+        """Size and microsecond mtime: every write of one file moves the mtime on."""
+        return f"noise-{self.size}-{round(self.mtime * 1e6)}"
+
+
+def _check_expect(path: str, expect: str | None, current: NoiseFile | None) -> None:
+    """The store's ``expect`` rule (writer._check_expect) for a noise file's ETag."""
+    if expect is None:
+        return
+    if expect == EXISTS:
+        ok = current is not None
+    elif expect == ABSENT:
+        ok = current is None
+    else:
+        ok = current is not None and current.etag == expect
+    if not ok:
+        found = current.etag if current is not None else None
+        raise errors.ConflictError(
+            f"{path} changed since you read it (expected {expect or 'no file'}, found "
+            f"{found or 'no file'}); nothing was written: read it again and retry",
+            path=path, expected=expect, found=found)
+
+
+def _decode(path: str, raw: bytes | None) -> NoiseFile | None:
+    if raw is None:
+        return None
+    return NoiseFile(path, len(raw) - _HEAD.size, _HEAD.unpack_from(raw)[0])
+
 
 class NoiseStore:
-    """Noise files of every branch, and the patterns that say what is noise."""
+    """Noise files of every branch, and the patterns that say what is noise.
+
+    A precondition (``expect``) and the write it guards happen in one write
+    transaction, so that of concurrent conditional writes of one noise file one wins.
+    """
 
     def __init__(self, repo, patterns=DEFAULT_PATTERNS):
         self.repo = repo
@@ -65,28 +101,37 @@ class NoiseStore:
 
     def get(self, branch: str, path: str) -> NoiseFile | None:
         """The noise file at ``path`` on ``branch``, or None."""
-        raw = self.repo.plumbing.meta_get(NAMESPACE, self._key(branch, path))
-        if raw is None:
-            return None
-        return NoiseFile(path, len(raw) - _HEAD.size, _HEAD.unpack_from(raw)[0])
+        return _decode(path, self.repo.plumbing.meta_get(NAMESPACE, self._key(branch, path)))
 
     def read(self, branch: str, path: str) -> bytes | None:
         """The bytes of a noise file, or None."""
         raw = self.repo.plumbing.meta_get(NAMESPACE, self._key(branch, path))
         return None if raw is None else raw[_HEAD.size :]
 
-    def put(self, branch: str, path: str, data: bytes) -> None:
-        """Store (or replace) a noise file."""
-        value = _HEAD.pack(time.time()) + data
-        self.repo.plumbing.meta_put(NAMESPACE, self._key(branch, path), value)
+    def put(self, branch: str, path: str, data: bytes, expect: str | None = None) -> None:
+        """Store (or replace) a noise file; ``expect``: its ETag, ``EXISTS`` or ``ABSENT``
+        (checked in the write transaction: it holds against writers in other processes)."""
+        def change(raw: bytes | None) -> bytes:
+            current = _decode(path, raw)
+            _check_expect(path, expect, current)
+            now = time.time()
+            if current is not None and now <= current.mtime:
+                now = current.mtime + 1e-6
+            return _HEAD.pack(now) + data
 
-    def delete(self, branch: str, path: str) -> bool:
+        self.repo.plumbing.meta_change(NAMESPACE, self._key(branch, path), change)
+
+    def delete(self, branch: str, path: str, expect: str | None = None) -> bool:
         """Remove a noise file; True when it existed."""
-        key = self._key(branch, path)
-        if self.repo.plumbing.meta_get(NAMESPACE, key) is None:
-            return False
-        self.repo.plumbing.meta_delete(NAMESPACE, key)
-        return True
+        existed = []
+
+        def change(raw: bytes | None) -> None:
+            current = _decode(path, raw)
+            _check_expect(path, expect, current)
+            existed.append(current is not None)
+
+        self.repo.plumbing.meta_change(NAMESPACE, self._key(branch, path), change)
+        return existed[0]
 
     def _under(self, branch: str, folder: str):
         prefix = self._key(branch, folder + "/" if folder else "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from urllib.parse import quote
 
 from wsgidav import util
 from wsgidav.dav_error import HTTP_FORBIDDEN, DAVError
@@ -49,8 +50,20 @@ class Upload:
 class _Writable:
     """Write-permission hooks shared by files and folders."""
 
+    def get_ref_url(self) -> str:
+        """The key of locks and dead properties: one per (tree, path), whatever the URL."""
+        key = self.loc.key
+        if self.is_collection and not key.endswith("/"):
+            key += "/"
+        return quote(self.provider.share_path + key)
+
     def prevent_locking(self) -> bool:
         return not self.provider.fs.may_write(self.loc, self.environ)
+
+    def handle_delete(self):
+        """Refuse at once what cannot be deleted (before wsgidav walks a folder)."""
+        self.provider.fs.require_changeable(self.loc, self.environ, "deleted")
+        return False
 
     def set_property_value(self, name, value, *, dry_run=False):
         self.provider.fs.require_write(self.loc, self.environ)
@@ -99,7 +112,7 @@ class FileResource(_Writable, DAVNonCollection):
         if self.entry is not None:
             return self.entry.id
         if self.noise is not None:
-            return f"noise-{self.noise.size}-{int(self.noise.mtime * 1000)}"
+            return self.noise.etag
         return None
 
     def support_etag(self):
@@ -196,11 +209,26 @@ class ListingResource(DAVCollection):
     def prevent_locking(self):
         return True
 
+    def create_collection(self, name):
+        self.provider.fs.mkbranch(self.loc, name, self.environ)
+
+    def create_empty_resource(self, name):
+        raise DAVError(HTTP_FORBIDDEN, "a listing holds only branches: MKCOL one")
+
     def set_property_value(self, name, value, *, dry_run=False):
+        raise DAVError(HTTP_FORBIDDEN, "this listing is read-only")
+
+    def handle_delete(self):
         raise DAVError(HTTP_FORBIDDEN, "this listing is read-only")
 
     def delete(self):
         raise DAVError(HTTP_FORBIDDEN, "this listing is read-only")
+
+    def support_recursive_delete(self):
+        return True
+
+    def support_recursive_move(self, dest_path):
+        return True
 
     def handle_move(self, dest_path):
         raise DAVError(HTTP_FORBIDDEN, "this listing is read-only")
