@@ -550,3 +550,22 @@ def test_the_command_line_clones_and_pulls_a_fossil_plus_http_url(fossil_repo, f
     wrong = subprocess.run([*cli, "-R", str(store), "pull", url.replace("alice-pw", "nope")],
                            capture_output=True, text=True)
     assert wrong.returncode == SyncError.exit_code and "Traceback" not in wrong.stderr
+
+
+def test_a_user_saved_with_fossil_login_clones_with_fossil_and_is_revoked_with_the_user(
+        history, store_path, serve, fsl, tmp_path):
+    history.close()
+    cli = [sys.executable, "-m", "herofossil", "-R", str(store_path), "serve"]
+    saved = subprocess.run([*cli, "--add-user", "carol", "--fossil"], input="carol-pw\n",
+                           capture_output=True, text=True)
+    assert saved.returncode == 0, saved.stderr
+    assert "carol-pw" not in saved.stdout + saved.stderr
+    server = serve(store_path)
+    fsl("clone", server.with_user("carol", "carol-pw"), tmp_path / "c.fossil")
+    wrong = fsl("clone", server.with_user("carol", "nope"), tmp_path / "w.fossil", check=False)
+    assert wrong.returncode != 0 and not (tmp_path / "w.fossil").exists()
+    server.stop()
+    gone = subprocess.run([*cli, "--remove-user", "carol"], capture_output=True, text=True)
+    assert gone.returncode == 0, gone.stderr
+    with herofossil.open(store_path, readonly=True) as repo:
+        assert fossilusers.granted(repo) == []

@@ -539,9 +539,6 @@ def test_anonymous_sync_from_another_address_is_refused_and_public_read_lets_onl
     assert _stored(a)[0] == served
 
 
-@pytest.mark.xfail(strict=True, reason="pull/push/sync of one named peer print the peer's "
-                   "error and then '1 peer(s) failed (see above)': two lines on stderr, "
-                   "where DESIGN.md (Errors) says one")
 def test_a_refused_pull_from_another_address_is_one_line_on_stderr(tmp_path, network,
                                                                      servers):
     net = network(2)
