@@ -209,12 +209,17 @@ class UserDB:
         if self.verify(name, password):
             self.throttle.succeeded(address)
             return True
+        self.failed_login(name, address)
+        return False
+
+    def failed_login(self, name: str, address: str) -> None:
+        """Count a failed login (by any scheme, Fossil's too) and log it: one line on
+        stderr with the time, the address and the user."""
         self.throttle.failed(address)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         sys.stderr.write(f"{stamp} herofossil: failed login from {address} "
                          f"as {name[:64]!r}\n")
         sys.stderr.flush()
-        return False
 
 
 def store_user(repo, name: str, password: str, can_write: bool = True) -> None:
@@ -236,3 +241,39 @@ def remove_user(repo, name: str) -> bool:
 def list_users(repo) -> list[tuple[str, str]]:
     """(name, 'ro' or 'rw') of the persistent users."""
     return [(k, json.loads(v).get("access", "rw")) for k, v in repo.plumbing.meta_items(NAMESPACE)]
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+class HostCheck:
+    """The DNS-rebinding rule of an anonymous server (WebDAV and sync alike): a ``Host``
+    header that names this server's port must name it by a loopback name or the address
+    it listens on. Another port, or none, is what no web page sends to this port."""
+
+    def __init__(self, host: str, port: int):
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        self.names = frozenset({*LOOPBACK_NAMES, host.lower()})
+        self.port = port
+        self._accepted: set[str] = set()  # Host values seen and accepted (at most 64)
+
+    def allows(self, host: str | None) -> bool:
+        """False for a Host header naming another site on this server's port."""
+        if host is None or host in self._accepted:
+            return True
+        name, port = host.strip().lower(), 80
+        if name.rpartition(":")[2].isdigit() and not name.endswith("]"):
+            name, _, digits = name.rpartition(":")
+            port = int(digits)
+        if port != self.port or name in self.names:
+            if len(self._accepted) < 64:
+                self._accepted.add(host)
+            return True
+        return False
+
+    def refusal(self, host: str) -> str:
+        """Why a Host header was refused (421 Misdirected Request)."""
+        return (f"this anonymous server answers to 127.0.0.1:{self.port}, localhost:"
+                f"{self.port} or [::1]:{self.port}, not to Host {host[:100]!r}")
+

@@ -21,7 +21,7 @@ import os
 from aiohttp import web
 
 from herofossil.errors import HeroFossilError, IntegrityError, SyncError
-from herofossil.store.users import UserDB, parse_user_spec
+from herofossil.store.users import HostCheck, UserDB, parse_user_spec
 from herofossil.sync import wire, xferserver
 from herofossil.sync.backend import SyncBackend
 
@@ -35,8 +35,9 @@ def _loopback(remote: str | None) -> bool:
         return False
 
 
-def _who(request: web.Request, users) -> tuple[str | None, bool]:
-    """(user name or None for anonymous, True when the credentials were wrong)."""
+async def _who(request: web.Request, users) -> tuple[str | None, bool]:
+    """(user name or None for anonymous, True when the credentials were wrong). A
+    failure is counted and logged (``UserDB.login``); scrypt runs off the event loop."""
     header = request.headers.get("Authorization", "")
     if not header or not users:  # no users: everyone is anonymous
         return None, False
@@ -49,9 +50,19 @@ def _who(request: web.Request, users) -> tuple[str | None, bool]:
             raise ValueError("no password")
     except (ValueError, UnicodeDecodeError):
         return None, True
-    if users is None or not users.verify(name, password):
+    if not await asyncio.to_thread(users.login, name, password, request.remote or "?"):
         return None, True
     return name, False
+
+
+def _throttled(request: web.Request, users) -> web.Response | None:
+    """429 for an address with too many failed logins lately (WebDAV's rule too)."""
+    wait = users.throttle.retry_after(request.remote or "?") if users else 0
+    if not wait:
+        return None
+    resp = _refuse(429, f"too many failed logins from this address: retry in {wait} s")
+    resp.headers["Retry-After"] = str(wait)
+    return resp
 
 
 def make_app(repo, *, readonly: bool = False, users=None,
@@ -65,11 +76,17 @@ def make_app(repo, *, readonly: bool = False, users=None,
     app.on_response_prepare.append(_lean_headers)
 
     async def sync(request: web.Request) -> web.Response:
+        refusal = _throttled(request, users) or _misdirected(request)
+        if refusal is not None:
+            return refusal
         if request.content_type.startswith(xferserver.CONTENT_PREFIX):  # Fossil's protocol
             local = _loopback(request.remote)
+            failed = None if not users else (
+                lambda name: users.failed_login(name, request.remote or "?"))
             return await xferserver.respond(request, backend, anon_write=local and not users,
-                                            anon_read=public_read or (local and not users))
-        user, wrong = _who(request, users)
+                                            anon_read=public_read or (local and not users),
+                                            failed_login=failed)
+        user, wrong = await _who(request, users)
         if wrong:
             return _refuse(401, "wrong user name or password", auth=True)
         local = _loopback(request.remote)
@@ -102,7 +119,10 @@ def make_app(repo, *, readonly: bool = False, users=None,
     async def events(request: web.Request) -> web.Response:
         """Long poll: answers once the store has changed after ``after`` (its last insert
         sequence as the caller saw it), or after ``wait`` seconds (at most 60)."""
-        user, wrong = _who(request, users)
+        refusal = _throttled(request, users) or _misdirected(request)
+        if refusal is not None:
+            return refusal
+        user, wrong = await _who(request, users)
         local = _loopback(request.remote)
         if wrong or not (user or public_read or (local and not users)):
             return web.json_response({"error": "not allowed"}, status=401 if users else 403)
@@ -119,6 +139,21 @@ def make_app(repo, *, readonly: bool = False, users=None,
             if ident["last"] != after or asyncio.get_running_loop().time() >= deadline:
                 return web.json_response({"last": ident["last"], "epoch": ident["epoch"]})
             await changed(repo, deadline, mark)
+
+    hosts: list[HostCheck] = []  # made on the first request, from the bound address
+
+    def _misdirected(request: web.Request) -> web.Response | None:
+        """421 when an anonymous server is reached by a name that is not its own (a web
+        page in a local browser, by DNS rebinding)."""
+        if users:
+            return None
+        if not hosts:
+            sock = request.transport.get_extra_info("sockname") if request.transport else None
+            if not sock:
+                return None
+            hosts.append(HostCheck(sock[0], sock[1]))
+        host = request.headers.get("Host")
+        return None if hosts[0].allows(host) else _refuse(421, hosts[0].refusal(host))
 
     app.router.add_post("/sync", sync)
     app.router.add_post("/{path:.*}", sync)  # fossil posts to the path of the URL it was given

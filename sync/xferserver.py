@@ -88,16 +88,17 @@ class _Refused(Exception):
 
 
 def answer(backend, body: bytes, content_type: str, *, anon_read: bool = False,
-           anon_write: bool = False) -> tuple[bytes, str]:
+           anon_write: bool = False, failed_login=None) -> tuple[bytes, str]:
     """The reply (body, content type) to one xfer request; ``anon_read``/``anon_write``:
-    what a requester without a login may do (the server's rules for anonymous access)."""
+    what a requester without a login may do (the server's rules for anonymous access);
+    ``failed_login(name)`` is told of a login that failed."""
     debug = content_type.split(";")[0].strip().lower() == DEBUG
     out = Writer()
     kind = DEBUG if debug else COMPRESSED
     try:
         payload = decode_body(body, content_type)
         cards = parse(payload)
-        rights = _login(backend, payload, cards, Rights(anon_read, anon_write))
+        rights = _login(backend, payload, cards, Rights(anon_read, anon_write), failed_login)
         kind = _serve(backend, cards, rights, out, debug)
     except _Refused as exc:
         out = Writer()
@@ -115,7 +116,8 @@ def answer(backend, body: bytes, content_type: str, *, anon_read: bool = False,
     return encode_body(out.getvalue(), kind), kind
 
 
-def _login(backend, payload: bytes, cards: list[Card], rights: Rights) -> Rights:
+def _login(backend, payload: bytes, cards: list[Card], rights: Rights,
+           failed_login=None) -> Rights:
     """The requester's rights, after the login card when there is one (it must be first)."""
     logins = [c for c in cards if c.name == "login"]
     if not logins:
@@ -128,6 +130,8 @@ def _login(backend, payload: bytes, cards: list[Card], rights: Rights) -> Rights
     name, nonce, sig = card.args
     can_write = fossilusers.check_login(backend.repo, project, name, nonce, sig, rest)
     if can_write is None:
+        if failed_login is not None:
+            failed_login(name)
         raise _Refused("login failed")
     return Rights(read=True, write=rights.write or can_write, user=name)
 
@@ -471,7 +475,8 @@ def make_clusters(backend) -> list[str]:
     return new["top"]
 
 
-async def respond(request, backend, *, anon_read: bool, anon_write: bool):
+async def respond(request, backend, *, anon_read: bool, anon_write: bool,
+                  failed_login=None):
     """The aiohttp response to a POST of Fossil's xfer protocol (any path)."""
     import asyncio
 
@@ -480,5 +485,5 @@ async def respond(request, backend, *, anon_read: bool, anon_write: bool):
     body = await request.read()
     reply, kind = await asyncio.get_running_loop().run_in_executor(
         None, lambda: answer(backend, body, request.content_type, anon_read=anon_read,
-                             anon_write=anon_write))
+                             anon_write=anon_write, failed_login=failed_login))
     return web.Response(body=reply, content_type=kind)

@@ -680,3 +680,51 @@ def test_a_check_in_that_arrives_before_its_parent_makes_no_merge(tmp_path):
     assert all(c.user != "herofossil" for c in copy.log())
     copy.close()
     origin.close()
+
+
+def _raw_post(url: str, headers: dict, body: bytes = b"") -> tuple[int, bytes]:
+    """A POST with exactly these headers (urllib would fix Host up)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/sync", skip_host=True, skip_accept_encoding=True)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_an_anonymous_server_refuses_a_host_that_names_another_site(tmp_path, serve):
+    herofossil.open(tmp_path / "s", create=True).close()
+    srv = serve(tmp_path / "s")
+    port = srv.url.rstrip("/").rpartition(":")[2]
+    msg = wire.encode(wire.Message({"pull": True}, []))
+    status, body = _raw_post(srv.url, {"Host": f"evil.example:{port}",
+                                       "Content-Type": wire.CONTENT_TYPE}, msg)
+    assert status == 421 and b"evil.example" in body
+    fossil = _raw_post(srv.url, {"Host": f"rebound.example:{port}",
+                                 "Content-Type": "application/x-fossil"}, b"")
+    assert fossil[0] == 421  # Fossil's protocol on the same port too
+    status, _ = _raw_post(srv.url, {"Host": f"localhost:{port}",
+                                    "Content-Type": wire.CONTENT_TYPE}, msg)
+    assert status != 421
+
+
+def test_failed_logins_are_logged_and_an_address_that_keeps_failing_waits(tmp_path, serve):
+    herofossil.open(tmp_path / "s", create=True).close()
+    srv = serve(tmp_path / "s", "--user", "alice:s3cret")
+    host = srv.url.removeprefix("http://")
+    for _ in range(5):
+        with pytest.raises(SyncError, match="HTTP 401"):
+            client.clone(f"http://alice:wrong@{host}", tmp_path / "wrong")
+    with pytest.raises(SyncError, match="HTTP 429"):  # even with the right password now
+        client.clone(f"http://alice:s3cret@{host}", tmp_path / "right")
+    srv.stop()
+    log = srv.proc.stderr.read()
+    assert log.count("failed login from 127.0.0.1 as 'alice'") == 5

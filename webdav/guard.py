@@ -23,14 +23,13 @@ import binascii
 
 from wsgidav.dav_error import DAVError
 
-from herofossil.store.users import REALM, UserDB
+from herofossil.store.users import REALM, HostCheck, UserDB
 
 AUTH_USER_KEY = "herofossil.auth.user"  # an environ key no request header can set
 CLOSE_KEY = "herofossil.close"  # set when the connection must close after the answer
 PREREAD_MAX = 64 * 1024  # bodies up to this size arrive with their head (server.py)
 WRITE_METHODS = frozenset(
     {"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "POST", "PATCH"})
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 FINITE_DEPTH = (b'<?xml version="1.0" encoding="utf-8"?>\n'
                 b'<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>\n')
 
@@ -161,16 +160,11 @@ class Guard:
         self.app = app
         self.users = users
         self.readonly = readonly
-        self.names: frozenset[str] = frozenset()
-        self.port: int | None = None
-        self._accepted: set[str] = set()  # Host values seen and accepted (at most 64)
+        self.hosts: HostCheck | None = None
 
     def listening_on(self, host: str, port: int) -> None:
         """Check ``Host`` headers against the loopback names, ``host`` and ``port``."""
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        self.names = frozenset({*LOOPBACK_NAMES, host.lower()})
-        self.port = port
+        self.hosts = HostCheck(host, port)
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "")
@@ -227,20 +221,10 @@ class Guard:
 
     def _check_host(self, environ, start_response):
         host = environ.get("HTTP_HOST")
-        if host is None or self.port is None or host in self._accepted:
+        if self.hosts is None or self.hosts.allows(host):
             return None
-        name = host.strip().lower()
-        port = 80
-        if name.rpartition(":")[2].isdigit() and not name.endswith("]"):
-            name, _, digits = name.rpartition(":")
-            port = int(digits)
-        if port != self.port or name in self.names:
-            if len(self._accepted) < 64:
-                self._accepted.add(host)
-            return None  # what no browser page sends to this port, or a loopback name
         return _answer(environ, start_response, "421 Misdirected Request",
-                       f"this anonymous server answers to 127.0.0.1:{self.port}, "
-                       f"localhost:{self.port} or [::1]:{self.port}, not to Host {host[:100]!r}")
+                       self.hosts.refusal(host))
 
     def _check_range(self, environ, start_response):
         specs = byte_ranges(environ["HTTP_RANGE"])
