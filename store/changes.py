@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from herofossil.errors import ConflictError
+
 # Precondition values for ``expect``: the artifact id the writer last saw, or one of these.
 EXISTS = "*"
 ABSENT = ""
@@ -55,3 +57,23 @@ class PutArtifact:
     id: str
     perm: str = ""
     expect: str | None = None
+
+
+def check_expect(path: str, expect: str | None, found: str | None) -> None:
+    """Raise ``ConflictError`` unless what is at ``path`` (``found``: its id or ETag, None
+    for nothing) is what ``expect`` says: None anything, ``EXISTS`` something, ``ABSENT``
+    nothing, else that id (case-insensitive)."""
+    if expect is None:
+        return
+    if expect == EXISTS:
+        ok = found is not None
+    elif expect == ABSENT:
+        ok = found is None
+    else:
+        ok = found is not None and found.lower() == expect.lower()
+    if not ok:
+        raise ConflictError(
+            f"{path} changed since you read it (expected {expect or 'no file'}, "
+            f"found {found or 'no file'}); nothing was written: read it again and retry",
+            path=path, expected=expect, found=found)
+

@@ -20,7 +20,15 @@ from datetime import UTC, datetime
 from herofossil.errors import ConflictError, InvalidPathError, NotFoundError, UsageError
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import KNOWN, ArtifactWriter
-from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, PutArtifact, Rename
+from herofossil.store.changes import (
+    ABSENT,
+    Delete,
+    MakeDir,
+    Put,
+    PutArtifact,
+    Rename,
+    check_expect,
+)
 from herofossil.store.checkins import MANIFESTS, Checkin, CheckinIndex
 from herofossil.store.crosslink import crosslink, fill_tree, tree_kept_at
 from herofossil.store.paths import DIR_MARKER, is_under, normalize
@@ -46,21 +54,7 @@ def _as_bytes(data) -> bytes:
 
 
 def _check_expect(path: str, expect: str | None, current: bytes | None) -> None:
-    if expect is None:
-        return
-    if expect == EXISTS:
-        ok = current is not None
-    elif expect == ABSENT:
-        ok = current is None
-    else:
-        ok = current is not None and current.hex() == expect.lower()
-    if not ok:
-        seen = current.hex() if current is not None else "no file"
-        raise ConflictError(
-            f"{path} changed since you read it (expected {expect or 'no file'}, "
-            f"found {seen}); nothing was written: read it again and retry",
-            path=path, expected=expect, found=current.hex() if current is not None else None,
-        )
+    check_expect(path, expect, current.hex() if current is not None else None)
 
 
 class _Pending:

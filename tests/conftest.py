@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -79,3 +80,44 @@ def shim(tmp_path_factory):
     if path is None:
         pytest.skip("no C compiler (cc or gcc) to build the iofault shim")
     return path
+
+
+class SyncServer:
+    """``python -m herofossil.sync.server STORE ARGS`` on a free loopback port."""
+
+    def __init__(self, store, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "herofossil.sync.server", str(store), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("sync: "):
+            self.stop()
+            raise AssertionError(f"the server did not start: {line}{self.proc.stderr.read()}")
+        self.url = line.split()[1]
+
+    def with_user(self, name: str, password: str) -> str:
+        return self.url.replace("http://", f"http://{name}:{password}@")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def serve():
+    """Start sync servers (``serve(store, *args)``); every one is stopped at the end."""
+    started = []
+
+    def start(store, *args):
+        s = SyncServer(store, *args)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()

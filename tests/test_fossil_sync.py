@@ -6,7 +6,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -22,46 +21,6 @@ from herofossil.sync.backend import SyncBackend
 FOSSIL = shutil.which("fossil")
 pytestmark = pytest.mark.skipif(FOSSIL is None, reason="fossil is not installed")
 BINARY = bytes(range(256)) * 12 + b"\0\xff" * 300
-
-
-class Server:
-    """``python -m herofossil.sync.server STORE`` on a free loopback port."""
-
-    def __init__(self, store, *args):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "herofossil.sync.server", str(store), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("sync: "):
-            self.stop()
-            raise AssertionError(f"the server did not start: {line}{self.proc.stderr.read()}")
-        self.url = line.split()[1]
-
-    def with_user(self, name: str, password: str) -> str:
-        return self.url.replace("http://", f"http://{name}:{password}@")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(store, *args):
-        s = Server(store, *args)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
 
 
 @pytest.fixture

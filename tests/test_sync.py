@@ -18,43 +18,6 @@ from herofossil.store import blobs
 from herofossil.sync import client, wire
 
 
-class Server:
-    """``python -m herofossil.sync.server STORE`` on a free loopback port."""
-
-    def __init__(self, store, *args):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "herofossil.sync.server", str(store), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("sync: "):
-            self.stop()
-            raise AssertionError(f"the server did not start: {line}{self.proc.stderr.read()}")
-        self.url = line.split()[1]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(store, *args):
-        s = Server(store, *args)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
-
-
 def _history(repo, prefix="f", n=20):
     for i in range(n):
         repo.write(f"{prefix}/{i % 5}.txt", b"line %d of version %d\n" % (i, i) * 40,

@@ -19,21 +19,6 @@ from herofossil import Put
 from herofossil.errors import SyncError
 from herofossil.sync import backend, client, wire
 from herofossil.sync.wire import Reconcile
-from tests.test_sync import Server
-
-
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(store, *args):
-        s = Server(store, *args)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
 
 
 def _ids(repo) -> set[bytes]:

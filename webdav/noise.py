@@ -13,8 +13,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from herofossil import errors
-from herofossil.store.changes import ABSENT, EXISTS
+from herofossil.store.changes import check_expect
 
 NAMESPACE = "webdav-noise"
 
@@ -55,21 +54,8 @@ class NoiseFile:
 
 
 def _check_expect(path: str, expect: str | None, current: NoiseFile | None) -> None:
-    """The store's ``expect`` rule (writer._check_expect) for a noise file's ETag."""
-    if expect is None:
-        return
-    if expect == EXISTS:
-        ok = current is not None
-    elif expect == ABSENT:
-        ok = current is None
-    else:
-        ok = current is not None and current.etag == expect
-    if not ok:
-        found = current.etag if current is not None else None
-        raise errors.ConflictError(
-            f"{path} changed since you read it (expected {expect or 'no file'}, found "
-            f"{found or 'no file'}); nothing was written: read it again and retry",
-            path=path, expected=expect, found=found)
+    """The store's ``expect`` rule for a noise file's ETag."""
+    check_expect(path, expect, current.etag if current is not None else None)
 
 
 def _decode(path: str, raw: bytes | None) -> NoiseFile | None:
