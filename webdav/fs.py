@@ -253,12 +253,24 @@ class RepoFS:
         ``lost``: the status for a failed absence precondition (``expect=ABSENT``), when
         another request created the target first.
         """
+        return self._checkin(environ, loc, what, lost, lambda **named: self.repo.commit(
+            changes, **named))
+
+    def write(self, environ: dict, loc: routes.Location, data: bytes) -> str:
+        """PUT of one file as one check-in; returns its ETag, the artifact id the write
+        computed (unchanged bytes: the id they already had)."""
+        written = self._checkin(environ, loc, loc.url, None, lambda **named: self.repo.write(
+            loc.path, data, **named))
+        return written.file_id if written is not None else artifact_hex(data)
+
+    def _checkin(self, environ: dict, loc: routes.Location, what: str, lost: int | None,
+                 run):
         if loc.branch is None:
             raise DAVError(HTTP_FORBIDDEN, "read-only: write under / or /.branches/BRANCH/")
         user = environ.get("wsgidav.auth.user_name") or "anonymous"
         message = f"WebDAV {environ.get('REQUEST_METHOD', 'PUT')} {what}"
         try:
-            return self.repo.commit(changes, message=message, user=user, branch=loc.branch)
+            return run(message=message, user=user, branch=loc.branch)
         except (errors.ConflictError, errors.InvalidPathError) as exc:
             if lost is not None:
                 raise DAVError(lost, str(exc)) from exc
