@@ -8,6 +8,7 @@ path, by ``rebuild``, by artifact import and by sync.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from herofossil.errors import IntegrityError, NotFoundError
@@ -375,6 +376,28 @@ class CheckinIndex:
         if all(h == h.lower() for h in (*m.parents, m.baseline or "")):  # as decoding gives
             RECORDS.remember(cid, record, result)
         return result
+
+    def unindex(self, cid: bytes, rec: Checkin, paths: Iterable[str]) -> None:
+        """Remove what ``index_checkin`` recorded of ``cid`` (its links to its parents
+        stay), so that it can be indexed again; ``paths``: its files (the path log)."""
+        self.txn.delete(cid, db=self.dbs["checkin"])
+        self.txn.delete(pack_u64(rec.seq), db=self.dbs["cseq"])
+        self.txn.delete(join_key(rec.branch, b"") + cid, db=self.dbs["leaf"])
+        for name in rec.tags:
+            self.txn.delete(join_key(name, cid), db=self.dbs["tag"])
+        sk = pack_u64(rec.seq)
+        for path in paths:
+            self.txn.delete(join_key(path, sk), db=self.dbs["pathlog"])
+
+    def settle_leaf(self, rec: Checkin) -> None:
+        """Make ``rec`` a leaf of its branch exactly when no child of it is on that branch."""
+        cid = bytes.fromhex(rec.id)
+        key = join_key(rec.branch, b"") + cid
+        if any((c := self.get(x)) is not None and c.branch == rec.branch
+               for x in self.children(cid)):
+            self.txn.delete(key, db=self.dbs["leaf"])
+        else:
+            self.txn.put(key, b"", db=self.dbs["leaf"])
 
     def index_control(self, ctl: mf.ControlArtifact) -> None:
         """Apply the sym-tag changes of a control artifact."""

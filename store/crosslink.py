@@ -170,6 +170,7 @@ def crosslink(
         record = ci.index_checkin(cid, m, nfiles, changed, when)
         linked.checkins.append(record)
         linked.branches.add(record.branch)
+        _relink_children(ci, reader, record, linked)
         if deltify:
             _deltify_checkin(aw, reader, cid, m, changed)
         if (deltify or deltify_merges) and len(m.parents) > 1:
@@ -186,6 +187,32 @@ def crosslink(
     if order:
         progress("index check-ins", len(order), len(order))
     return linked
+
+
+def _relink_children(ci: CheckinIndex, reader, parent: Checkin, linked: Linked) -> None:
+    """Derive again what was derived without ``parent``, just indexed: a child indexed
+    before it (in a clone a manifest can come ahead of its parent, as the base of the
+    parent's reverse delta) got trunk for its branch and every file as changed, and its
+    descendants inherited that branch."""
+    stack = [parent]
+    while stack:
+        up = stack.pop()
+        for child in ci.children(bytes.fromhex(up.id)):
+            old = ci.get(child)
+            if old is None or not old.parents or old.parents[0] != up.id:
+                continue
+            m = MANIFESTS.manifest(reader, child)
+            own_branch = any(t.name == "branch" and t.kind == "*" and t.target == "*"
+                             for t in m.tags)
+            if old.seq > up.seq and (own_branch or old.branch == up.branch):
+                continue  # indexed after its parent, on the branch it has: right already
+            ci.unindex(child, old, MANIFESTS.files(reader, child))
+            nfiles, changed = _summary(ci, reader, m, {})
+            rec = ci.index_checkin(child, m, nfiles, changed)
+            linked.branches.update((old.branch, rec.branch))
+            ci.settle_leaf(up)
+            if rec.branch != old.branch:
+                stack.append(rec)
 
 
 def _summary(ci: CheckinIndex, reader, m: mf.Manifest, new: dict[bytes, mf.Manifest]

@@ -441,6 +441,7 @@ def test_a_server_killed_during_pushes_and_pulls_loses_nothing_and_the_next_sync
     import random
     import threading
 
+
     monkeypatch.setattr("herofossil.sync.backend.CHUNK", 1 << 20)  # many round trips
 
     origin = herofossil.open(tmp_path / "origin", create=True)
@@ -691,3 +692,37 @@ def test_failed_logins_are_logged_and_an_address_that_keeps_failing_waits(tmp_pa
     srv.stop()
     log = srv.proc.stderr.read()
     assert log.count("failed login from 127.0.0.1 as 'alice'") == 5
+
+
+def test_a_clone_in_many_chunks_derives_what_the_source_has(tmp_path, serve):
+    # Reverse deltas make a check-in's manifest the base of its parent's: a chunked
+    # clone brings some check-ins before their parents. What was derived without the
+    # parent (branch, path log, leaves) must be derived again when it comes.
+    import random
+
+    from herofossil import Put
+
+    rnd = random.Random(7)
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    # Enough files that check-ins are delta-manifests on a baseline, which becomes a
+    # reverse delta on a later baseline: a base far ahead of its check-in's parent.
+    origin.commit([Put(f"d/{n}.txt", b"file %d\n" % n) for n in range(300)])
+    origin.branch_new("side")
+    for i in range(160):  # incompressible versions: ~2.5 MB, several clone chunks
+        origin.write(f"f{i % 7}.bin", rnd.randbytes(16 << 10),
+                     branch="side" if i % 4 == 0 else None, message=f"v{i}")
+        if i % 9 == 0:
+            origin.commit([Put(f"d/{n}.txt", b"v%d %d\n" % (i, n)) for n in range(i, 300, 3)],
+                          branch="side" if i % 2 else None)
+    want = (origin.branches(), {b: sorted(origin.leaves(b)) for b in origin.branches()},
+            {c.id: (c.branch, c.parents) for c in origin.log(limit=1000)})
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    copy, report = client.clone(srv.url, tmp_path / "copy")
+    assert report.round_trips >= 3
+    got = (copy.branches(), {b: sorted(copy.leaves(b)) for b in copy.branches()},
+           {c.id: (c.branch, c.parents) for c in copy.log(limit=1000)})
+    assert got == want
+    assert copy.log("f3.bin", at="side", limit=1000) != []
+    assert copy.verify().ok
+    copy.close()
