@@ -1,14 +1,19 @@
-"""The sync client: pull, push and sync with a peer over our protocol (aiohttp)."""
+"""The sync client: pull, push and sync with a peer over our protocol.
+
+It posts with the standard library's ``http.client`` (from worker threads, so that the
+next chunk of a clone is asked for while this one is stored): importing aiohttp alone
+took 0.3-0.4 s of a 1.3 s command-line clone of the real history here. The server side
+is aiohttp."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import netrc
 import os
+import threading
 from urllib.parse import unquote, urlsplit
-
-import aiohttp
 
 from herofossil.errors import SyncError
 from herofossil.sync import wire, xferclient
@@ -16,7 +21,7 @@ from herofossil.sync.backend import Report, SyncBackend, next_chunk
 
 # A sync that needs more round trips than this is refused rather than looping forever.
 MAX_ROUNDS = 10_000
-TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30, sock_read=300)
+TIMEOUT = 300  # seconds without a byte from the peer (connecting, or reading an answer)
 
 
 PASSWORD_ENV = "HEROFOSSIL_SYNC_PASSWORD"
@@ -57,21 +62,58 @@ def redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-# aiohttp's default request headers (User-Agent, Accept, Accept-Encoding) say nothing the
-# server uses: a no-op sync goes without them.
-SKIP_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
+class _Session:
+    """POSTs to one endpoint over kept-alive HTTP/1.1 connections, one request at a time
+    on each; only Host, Content-Type, Content-Length and credentials are sent (a no-op
+    sync is a few hundred bytes, HTTP included)."""
+
+    def __init__(self, endpoint: str):
+        parts = urlsplit(endpoint)
+        self._kind = (http.client.HTTPSConnection if parts.scheme == "https"
+                      else http.client.HTTPConnection)
+        self._host, self._port = parts.hostname, parts.port
+        self._path = parts.path or "/"
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def post(self, body: bytes, headers: dict) -> tuple[int, bytes]:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._kind(self._host, self._port, timeout=TIMEOUT)
+        try:
+            conn.putrequest("POST", self._path, skip_accept_encoding=True)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                conn.putheader(name, value)
+            conn.endheaders(body)
+            resp = conn.getresponse()
+            data = resp.read()
+        except BaseException:
+            conn.close()
+            raise
+        if resp.will_close:
+            conn.close()
+        else:
+            with self._lock:
+                self._idle.append(conn)
+        return resp.status, data
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
-async def _exchange(session: aiohttp.ClientSession, url: str, msg: wire.Message,
+async def _exchange(session: _Session, url: str, msg: wire.Message,
                     report: Report) -> wire.Message:
     body = wire.encode(msg)
-    endpoint, auth = _endpoint(url)
+    _, auth = _endpoint(url)
     shown = redact(url)
     try:
-        async with session.post(endpoint, data=body, skip_auto_headers=SKIP_HEADERS,
-                                headers={"Content-Type": wire.CONTENT_TYPE, **auth}) as resp:
-            data = await resp.read()
-    except aiohttp.ClientError as exc:
+        status, data = await asyncio.to_thread(
+            session.post, body, {"Content-Type": wire.CONTENT_TYPE, **auth})
+    except (OSError, http.client.HTTPException) as exc:
         raise SyncError(f"cannot reach {shown}: {exc}", peer=shown) from exc
     report.round_trips += 1
     report.bytes_sent += len(body)
@@ -80,11 +122,11 @@ async def _exchange(session: aiohttp.ClientSession, url: str, msg: wire.Message,
     try:
         answer = wire.decode(data)
     except SyncError as exc:
-        raise SyncError(f"{shown} answered HTTP {resp.status} with no sync message ({exc})",
+        raise SyncError(f"{shown} answered HTTP {status} with no sync message ({exc})",
                         peer=shown) from exc
-    if resp.status != 200:
-        why = answer.header.get("error") or f"HTTP {resp.status}"
-        raise SyncError(f"{shown} refused the sync (HTTP {resp.status}): {why}", peer=shown)
+    if status != 200:
+        why = answer.header.get("error") or f"HTTP {status}"
+        raise SyncError(f"{shown} refused the sync (HTTP {status}): {why}", peer=shown)
     return answer
 
 
@@ -110,54 +152,55 @@ async def _sync(repo, url, pull, push, progress) -> Report:
     # What the pull stream sent before it reached it: id -> where it reaches it.
     sent_ahead = await asyncio.to_thread(backend.peer_ahead, peer)
     chunk = next_chunk(None)
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-        try:
-            for _ in range(MAX_ROUNDS):
-                if rec is not None:
-                    msg = await asyncio.to_thread(rec.request)
-                    answer = await _exchange(session, url, msg, report)
-                    done = await asyncio.to_thread(rec.absorb, answer, report)
-                    _progress(progress, report)
-                    if done:
-                        rec.finish()
-                        await asyncio.to_thread(backend.save_peer_state, peer, state, {})
-                        return await _joined(backend, report)
-                    continue
-                if ahead is None:
-                    msg = await asyncio.to_thread(backend.request, state, pull=pull, push=push,
-                                                  ahead=sent_ahead, chunk=chunk)
-                    ahead = asyncio.ensure_future(_exchange(session, url, msg, report))
-                answer = await ahead
-                ahead = None
-                sent_ahead = _still_ahead(sent_ahead, answer)
-                chunk = next_chunk(answer)
-                if not push and answer.header.get("more") and isinstance(
-                        answer.header.get("pulled"), int):
-                    # A clone or a pull far behind: ask for the next chunk while this one
-                    # is stored (the server keeps nothing between requests).
-                    nxt = _pulled(state, answer)
-                    msg = backend.request(nxt, pull=True, push=False, ahead=sent_ahead,
-                                          chunk=chunk)
-                    ahead = asyncio.ensure_future(_exchange(session, url, msg, report))
-                more = await asyncio.to_thread(backend.absorb, state, answer, report)
-                # Saved after every round: an interrupted clone or pull resumes from here.
-                await asyncio.to_thread(backend.save_peer_state, peer, state, sent_ahead)
+    session = _Session(_endpoint(url)[0])
+    try:
+        for _ in range(MAX_ROUNDS):
+            if rec is not None:
+                msg = await asyncio.to_thread(rec.request)
+                answer = await _exchange(session, url, msg, report)
+                done = await asyncio.to_thread(rec.absorb, answer, report)
                 _progress(progress, report)
-                if answer.header.get("base") is not None:  # it cannot trust the watermark
-                    report.reconciled = True
-                    rec = await asyncio.to_thread(backend.reconciliation, state, pull=pull,
-                                                  push=push, first=answer)
-                    if rec.done:
-                        rec.finish()
-                        await asyncio.to_thread(backend.save_peer_state, peer, state, {})
-                        return await _joined(backend, report)
-                    continue
-                pushed_all = not push or state.get("acked", 0) >= msg.header["push"]["reached"]
-                if not more and (pushed_all and not _more_to_push(backend, state, push)):
+                if done:
+                    rec.finish()
+                    await asyncio.to_thread(backend.save_peer_state, peer, state, {})
                     return await _joined(backend, report)
-        finally:
-            if ahead is not None:
-                ahead.cancel()
+                continue
+            if ahead is None:
+                msg = await asyncio.to_thread(backend.request, state, pull=pull, push=push,
+                                              ahead=sent_ahead, chunk=chunk)
+                ahead = asyncio.ensure_future(_exchange(session, url, msg, report))
+            answer = await ahead
+            ahead = None
+            sent_ahead = _still_ahead(sent_ahead, answer)
+            chunk = next_chunk(answer)
+            if not push and answer.header.get("more") and isinstance(
+                    answer.header.get("pulled"), int):
+                # A clone or a pull far behind: ask for the next chunk while this one
+                # is stored (the server keeps nothing between requests).
+                nxt = _pulled(state, answer)
+                msg = backend.request(nxt, pull=True, push=False, ahead=sent_ahead,
+                                      chunk=chunk)
+                ahead = asyncio.ensure_future(_exchange(session, url, msg, report))
+            more = await asyncio.to_thread(backend.absorb, state, answer, report)
+            # Saved after every round: an interrupted clone or pull resumes from here.
+            await asyncio.to_thread(backend.save_peer_state, peer, state, sent_ahead)
+            _progress(progress, report)
+            if answer.header.get("base") is not None:  # it cannot trust the watermark
+                report.reconciled = True
+                rec = await asyncio.to_thread(backend.reconciliation, state, pull=pull,
+                                              push=push, first=answer)
+                if rec.done:
+                    rec.finish()
+                    await asyncio.to_thread(backend.save_peer_state, peer, state, {})
+                    return await _joined(backend, report)
+                continue
+            pushed_all = not push or state.get("acked", 0) >= msg.header["push"]["reached"]
+            if not more and (pushed_all and not _more_to_push(backend, state, push)):
+                return await _joined(backend, report)
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+        session.close()
     raise SyncError(f"sync with {redact(url)} did not settle in {MAX_ROUNDS} round trips",
                     peer=redact(url))
 
