@@ -1,2 +1,3 @@
-"""Peer sync: one transport-free backend (``backend``), our protocol (``wire``) served and
-spoken over HTTP with aiohttp (``server``, ``client``)."""
+"""Peer sync: one transport-free backend (``backend``) under two protocols on one port,
+ours (``wire``; served with aiohttp by ``server``, spoken by ``client``) and Fossil's
+(``xfer``, ``xferserver``, ``xferclient``)."""
