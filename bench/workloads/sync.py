@@ -283,7 +283,7 @@ def fossil_checkout(repo: Path, where: Path) -> Path:
 def corpus_rows(ctx, label: str, store: Path, tmp: Path, real: bool) -> list[Row]:
     import herofossil
     from herofossil.store import exchange
-    from herofossil.sync.backend import CHUNK
+    from herofossil.sync.backend import CHUNK, FIRST_CHUNK, MIN_CHUNK, STREAM_CHUNKS
     from herofossil.sync.client import clone, sync
 
     rows: list[Row] = []
@@ -358,8 +358,9 @@ def corpus_rows(ctx, label: str, store: Path, tmp: Path, real: bool) -> list[Row
         rows.append(Row(w, "bytes after an interruption at 50%", relay.total, "B",
                         "uninterrupted clone", hf_b,
                         note=f"{cut}; the relay cut the stream after {hf_b // 2} B came back; "
-                        f"{rep.round_trips} round trip(s) to finish; a clone commits in chunks "
-                        f"of {CHUNK >> 20} MiB"))
+                        f"{rep.round_trips} round trip(s) to finish; a clone commits chunks "
+                        f"({FIRST_CHUNK >> 10} KiB first, then 1/{STREAM_CHUNKS} of what is "
+                        f"left, {MIN_CHUNK >> 10} KiB-{CHUNK >> 10} KiB)"))
         # ---- no-op sync
         progress(f"sync {label}: no-op sync")
         relay.reset()
