@@ -42,6 +42,9 @@ class Received:
     last: int = 0
 
 
+STAND_IN = "read-only"  # the store id of a store opened read-only before it had one
+
+
 def identity(env) -> tuple[str, str]:
     """(store id, epoch): the id is made once per store; the epoch names the insert
     numbering, which a rebuild renews (it is local state)."""
@@ -51,7 +54,7 @@ def identity(env) -> tuple[str, str]:
     if sid is not None and epoch is not None:
         return sid.decode(), epoch.decode()
     if env.readonly:  # a replica opened read-only: what it has, or a stable stand-in
-        return (sid or b"read-only").decode(), (epoch or b"0").decode()
+        return (sid or STAND_IN.encode()).decode(), (epoch or b"0").decode()
 
     def make(txn):
         s = txn.get(STORE_ID_KEY, db=env.db["meta"])

@@ -351,7 +351,9 @@ class SyncBackend:
                             f"{mine.decode()}): nothing was exchanged")
 
     def ensure_project(self) -> str:
-        """This store's project code, made now if it has none (a store that others clone)."""
+        """This store's project code, made now if it has none (a store that others clone),
+        and its store id and epoch with it (what Fossil's codes are derived from)."""
+        exchange.identity(self.env)
         mine = self.repo.plumbing.meta_get(PROJECT_NS, "project")
         if mine is None:
             import os

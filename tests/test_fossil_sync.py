@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -528,3 +529,22 @@ def test_a_user_saved_with_fossil_login_clones_with_fossil_and_is_revoked_with_t
     assert gone.returncode == 0, gone.stderr
     with herofossil.open(store_path, readonly=True) as repo:
         assert fossilusers.granted(repo) == []
+
+
+def test_stats_shows_each_stores_own_fossil_codes_once_it_has_them(tmp_path, serve):
+    cli = [sys.executable, "-m", "herofossil", "-R"]
+
+    def codes(store):
+        out = subprocess.run([*cli, str(store), "stats", "--json"], capture_output=True,
+                             text=True, check=True).stdout
+        got = json.loads(out)
+        return got["fossil_project"], got["fossil_server"]
+
+    stores = [tmp_path / "a", tmp_path / "b"]
+    for store in stores:
+        herofossil.open(store, create=True).close()
+        assert codes(store)[0].startswith("none yet")  # no ids made by a read-only command
+        serve(store).stop()  # serving makes the store's ids
+    (pa, sa), (pb, sb) = codes(stores[0]), codes(stores[1])
+    assert all(re.fullmatch(r"[0-9a-f]{40}", c) for c in (pa, sa, pb, sb))
+    assert pa != pb and sa != sb and codes(stores[0]) == (pa, sa)  # distinct, stable

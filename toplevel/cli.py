@@ -269,11 +269,16 @@ def cmd_compact(args):
 
 
 def cmd_stats(args):
+    from herofossil.store import exchange
     from herofossil.sync.backend import SyncBackend
 
     with _repo(args, readonly=True) as repo:
         s = repo.stats()
-        s["fossil_project"], s["fossil_server"] = SyncBackend(repo).fossil_codes()
+        backend = SyncBackend(repo)
+        if backend.identity()["store"] == exchange.STAND_IN:  # no ids yet: none to show
+            s["fossil_project"] = s["fossil_server"] = "none yet (the first serve or sync)"
+        else:
+            s["fossil_project"], s["fossil_server"] = backend.fossil_codes()
         tables = repo.table_sizes() if args.tables else None
     if args.json:
         _out(json.dumps(dict(s, tables=tables) if tables else s, indent=2))
