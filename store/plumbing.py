@@ -74,13 +74,13 @@ class Plumbing:
         mkey, db = meta_key(namespace, key), self._repo._db["meta"]
         self._repo._env.write(lambda txn: txn.put(mkey, value, db=db))
 
-    def meta_delete(self, namespace: str, key: str) -> None:
-        """Remove an unversioned value (no error when absent)."""
+    def meta_delete(self, namespace: str, key: str) -> bool:
+        """Remove an unversioned value; True when there was one (no error when absent)."""
         try:
             mkey = meta_key(namespace, key)
         except InvalidPathError:
-            return  # too long to have been stored
-        self._repo._env.write(lambda txn: txn.delete(mkey, db=self._repo._db["meta"]))
+            return False  # too long to have been stored
+        return self._repo._env.write(lambda txn: txn.delete(mkey, db=self._repo._db["meta"]))
 
     def meta_update(self, namespace: str, puts: Iterable[tuple[str, bytes]] = (),
                     deletes: Iterable[str] = ()) -> None:

@@ -232,10 +232,7 @@ def store_user(repo, name: str, password: str, can_write: bool = True) -> None:
 
 def remove_user(repo, name: str) -> bool:
     """Forget a persistent user; True when it existed."""
-    if repo.plumbing.meta_get(NAMESPACE, name) is None:
-        return False
-    repo.plumbing.meta_delete(NAMESPACE, name)
-    return True
+    return repo.plumbing.meta_delete(NAMESPACE, name)
 
 
 def list_users(repo) -> list[tuple[str, str]]:

@@ -48,10 +48,7 @@ def grant(repo, name: str, password: str, can_write: bool = True) -> None:
 
 def revoke(repo, name: str) -> bool:
     """Remove ``name``'s Fossil access (its secret); True when it had it."""
-    if repo.plumbing.meta_get(NAMESPACE, name) is None:
-        return False
-    repo.plumbing.meta_delete(NAMESPACE, name)
-    return True
+    return repo.plumbing.meta_delete(NAMESPACE, name)
 
 
 def granted(repo) -> list[tuple[str, str]]:

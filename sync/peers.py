@@ -41,9 +41,8 @@ def add(repo, name: str, url: str) -> Peer:
 
 def remove(repo, name: str) -> None:
     """Forget a saved peer."""
-    if repo.plumbing.meta_get(NAMESPACE, name) is None:
+    if not repo.plumbing.meta_delete(NAMESPACE, name):
         raise NotFoundError(f"no peer named {name!r} (see 'herofossil peer ls')")
-    repo.plumbing.meta_delete(NAMESPACE, name)
 
 
 def list_peers(repo) -> list[Peer]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import http.client
 import os
@@ -15,32 +14,9 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from webdav_child import ServeProcess  # tests/webdav_child.py
+from webdav_child import Client, ServeProcess  # tests/webdav_child.py
 
 import herofossil
-
-
-class Client:
-    """A tiny WebDAV client on http.client: ``call(method, path, body, headers)``."""
-
-    def __init__(self, url: str, user: str | None = None, password: str | None = None):
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname, parts.port
-        self.auth = None
-        if user is not None:
-            token = base64.b64encode(f"{user}:{password}".encode()).decode()
-            self.auth = f"Basic {token}"
-
-    def call(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        hdrs = dict(headers or {})
-        if self.auth:
-            hdrs["Authorization"] = self.auth
-        conn.request(method, path, body=body, headers=hdrs)
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 
 def propfind(client, path, depth="1", body=None):

@@ -7,8 +7,6 @@ only), one with a read-write user (alice) and a read-only user (bob).
 
 from __future__ import annotations
 
-import base64
-import http.client
 import re
 import socket
 import subprocess
@@ -16,43 +14,15 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import pytest
-from webdav_child import ServeProcess  # tests/webdav_child.py
+from webdav_child import Client, ServeProcess  # tests/webdav_child.py
 
 import herofossil
 from herofossil import errors
 from herofossil.store.changes import Put
 from herofossil.store.users import store_user
-
-
-class Client:
-    """A tiny WebDAV client: one connection per call, optional basic auth."""
-
-    def __init__(self, url: str, user: str | None = None, password: str | None = None):
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname, parts.port
-        self.auth = None
-        if user is not None:
-            self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-    def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
-
-    def call(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        hdrs = dict(headers or {})
-        if self.auth:
-            hdrs["Authorization"] = self.auth
-        try:
-            conn.request(method, path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            data = resp.read()
-        finally:
-            conn.close()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-
 
 PROPPATCH = """<?xml version="1.0" encoding="utf-8"?>
 <D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z">

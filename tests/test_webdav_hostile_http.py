@@ -16,10 +16,9 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import pytest
-from webdav_child import ServeProcess  # tests/webdav_child.py
+from webdav_child import Client, ServeProcess  # tests/webdav_child.py
 
 import herofossil
 from herofossil.store.changes import Put
@@ -27,38 +26,6 @@ from herofossil.store.users import UserDB, hash_password
 
 CLI = [sys.executable, "-m", "herofossil"]
 A_TXT = b"0123456789"
-
-
-class Client:
-    """One connection per call, optional basic auth; ``source`` binds the client address."""
-
-    def __init__(self, url: str, user: str | None = None, password: str | None = None,
-                 source: str | None = None):
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname, parts.port
-        self.source = (source, 0) if source else None
-        self.auth = None
-        if user is not None:
-            self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-    def call(self, method, path, body=None, headers=None, timeout=60):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout,
-                                          source_address=self.source)
-        hdrs = dict(headers or {})
-        if self.auth and "Authorization" not in hdrs:
-            hdrs["Authorization"] = self.auth
-        try:
-            conn.request(method, path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            data = resp.read()
-        finally:
-            conn.close()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-
-    def timed(self, method, path, body=None, headers=None) -> tuple[int, float]:
-        t0 = time.monotonic()
-        status = self.call(method, path, body, headers, timeout=30)[0]
-        return status, time.monotonic() - t0
 
 
 def raw(client: Client, data: bytes, *, shut: bool = True, timeout: float = 30,

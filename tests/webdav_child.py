@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
 import re
 import signal
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from urllib.parse import urlsplit
 
 _URL = re.compile(r"^webdav: (http://\S+)$")
 
@@ -78,3 +81,39 @@ class ServeProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Client:
+    """A tiny WebDAV client on http.client (for tests): one connection per call, optional
+    basic auth; ``source`` binds the client address."""
+
+    def __init__(self, url: str, user: str | None = None, password: str | None = None,
+                 source: str | None = None):
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        self.source = (source, 0) if source else None
+        self.auth = None
+        if user is not None:
+            self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def call(self, method, path, body=None, headers=None, timeout=60):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout,
+                                          source_address=self.source)
+        hdrs = dict(headers or {})
+        if self.auth and "Authorization" not in hdrs:
+            hdrs["Authorization"] = self.auth
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+    def timed(self, method, path, body=None, headers=None) -> tuple[int, float]:
+        t0 = time.monotonic()
+        status = self.call(method, path, body, headers, timeout=30)[0]
+        return status, time.monotonic() - t0

@@ -79,9 +79,8 @@ class MetaMapping(MutableMapping):
 
     def __delitem__(self, key: str) -> None:
         stored, _ = self._stored(key)
-        if self.repo.plumbing.meta_get(self.namespace, stored) is None:
+        if not self.repo.plumbing.meta_delete(self.namespace, stored):
             raise KeyError(key)
-        self.repo.plumbing.meta_delete(self.namespace, stored)
 
     def __contains__(self, key: object) -> bool:
         return (isinstance(key, str)
