@@ -29,6 +29,7 @@ from herofossil.store.paths import DIR_MARKER, MAX_NAME, normalize
 from herofossil.store.plumbing import Plumbing, meta_key
 from herofossil.store.tree import Entry, Tree, tree_key
 from herofossil.store.views import ManifestView, TreeView
+from herofossil.store.writer import AlreadyCommitted
 from herofossil.store.writer import commit as commit_changes
 
 ENV_VAR = "HEROFOSSIL_REPO"
@@ -433,7 +434,10 @@ class Repo:
                 written=_written,
             )
 
-        return self._env.write(txn_fn)
+        try:
+            return self._env.write(txn_fn)
+        except AlreadyCommitted as made:  # a fork's merge another process made first
+            return made.checkin
 
     def write(
         self,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from herofossil.errors import ConflictError, InvalidPathError, NotFoundError, UsageError
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import KNOWN, ArtifactWriter
+from herofossil.store.blobs import artifact_id
 from herofossil.store.changes import (
     ABSENT,
     Delete,
@@ -230,6 +231,16 @@ def _next_date(parent: Checkin | None, at: float | None = None) -> tuple[str, fl
     return mf.datetime_to_date(when), when.timestamp()
 
 
+class AlreadyCommitted(Exception):
+    """The check-in a ``commit`` would make is in the store already (raised inside the
+    write, so nothing of it is kept). Only a fork's merge, written byte for byte the same
+    by every process and peer that makes it, can meet one made first elsewhere."""
+
+    def __init__(self, checkin: Checkin):
+        super().__init__(checkin.id)
+        self.checkin = checkin
+
+
 def commit(
     txn,
     dbs,
@@ -281,6 +292,9 @@ def commit(
         baseline=baseline,
     )
     data = m.to_bytes()
+    existing = ci.get(artifact_id(data))
+    if existing is not None:
+        raise AlreadyCommitted(existing)
     cid = _store_manifest(aw, data, pm, parent, full, pending.replaced)
     linked = crosslink(txn, dbs, [cid], aw=aw, parsed={cid: m}, deltify_merges=True,
                        summaries={cid: (nfiles, list(changed), when)},

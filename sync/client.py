@@ -122,6 +122,9 @@ async def _exchange(session: _Session, url: str, msg: wire.Message,
     try:
         answer = wire.decode(data)
     except SyncError as exc:
+        if status >= 500:
+            raise SyncError(f"{shown} failed to answer (HTTP {status}): its log says why",
+                            peer=shown) from exc
         raise SyncError(f"{shown} answered HTTP {status} with no sync message ({exc})",
                         peer=shown) from exc
     if status != 200:

@@ -114,6 +114,9 @@ def make_app(repo, *, readonly: bool = False, users=None,
         except HeroFossilError as exc:
             log.warning("sync request failed: %s", exc)
             return _refuse(500, str(exc))
+        except Exception:  # a bug: the traceback goes to this server's log, not the peer
+            log.exception("sync request failed")
+            return _refuse(500, "internal error of the serving peer: its log has the details")
         return web.Response(body=wire.encode(answer), content_type=wire.CONTENT_TYPE)
 
     async def events(request: web.Request) -> web.Response:

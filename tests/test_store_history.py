@@ -243,3 +243,52 @@ def test_a_branch_or_tag_name_that_reads_as_a_version_or_holds_a_control_charact
     with pytest.raises(UsageError, match="bad branch name"):
         repo.write("b.txt", b"b", branch=name)
     assert (repo.branches(), repo.tags()) == before
+
+
+def test_a_fork_merge_made_first_elsewhere_is_returned_not_made_again(repo):
+    # What two processes of one store (a server answering a push, a sync client) met in
+    # the five-peer run: both saw the same fork, the other committed the merge first.
+    repo.write("base.txt", b"base\n")
+    base = repo.checkin().id
+    repo.commit([Put("left.txt", b"l\n")], message="left")
+    repo.commit([Put("right.txt", b"r\n")], message="right", parent=base)
+    stale = sorted(repo.leaves("trunk"))
+    (made,), forked = repo.merge_forks()
+    before = repo.stats()["artifacts"]
+    again = repo._merge_first_pair("trunk", stale)  # what the slower process then ran
+    assert again is not None and again.id == made.id
+    assert repo.leaves("trunk") == [made.id] and repo.stats()["artifacts"] == before
+    assert set(repo.files()) == {"base.txt", "left.txt", "right.txt"}
+    assert repo.verify().ok
+
+
+def _merge_forks_after(barrier, path, out):
+    barrier.wait()
+    with herofossil.open(path) as repo:
+        made, _ = repo.merge_forks()
+        out.put([c.id for c in made])
+
+
+def test_processes_merging_the_same_fork_at_once_all_end_on_one_merge(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for rnd in range(4):
+        path = tmp_path / f"s{rnd}"
+        with herofossil.open(path, create=True) as repo:
+            repo.write("base.txt", b"base\n")
+            base = repo.checkin().id
+            repo.commit([Put("left.txt", b"l%d\n" % rnd)], message="left")
+            repo.commit([Put("right.txt", b"r\n")], message="right", parent=base)
+        barrier, out = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_merge_forks_after, args=(barrier, path, out))
+                 for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert [p.exitcode for p in procs] == [0, 0, 0]
+        made = {cid for _ in procs for cid in out.get(timeout=5)}
+        with herofossil.open(path) as repo:
+            assert len(made) == 1 and repo.leaves("trunk") == list(made)
+            assert repo.verify().ok
