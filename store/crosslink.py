@@ -258,32 +258,38 @@ def _deltify_checkin(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest,
 
 def _deltify_merged(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest) -> None:
     """The versions a merged branch had where merge ``cid`` has others become deltas on
-    the merge's: nothing else succeeds them (on a real Git history, 0.18 MB of 0.41 MB
-    of old versions kept whole were such)."""
+    the merge's, and so does the merged branch's last manifest: nothing else succeeds
+    them (on a real Git history, 0.18 MB of 0.41 MB of old versions kept whole were such,
+    and 138 of 219 whole manifests, 90 KB, were merged sides')."""
     try:
         after = MANIFESTS.files(reader, cid)
     except HeroFossilError:
         return
     for mp in m.parents[1:]:
+        side = bytes.fromhex(mp)
         try:
-            merged = MANIFESTS.files(reader, bytes.fromhex(mp))
+            merged = MANIFESTS.files(reader, side)
         except HeroFossilError:
             continue
         for path, old in merged.items():
             new = after.get(path)
             if new is None or old.uuid == new.uuid:
                 continue
-            a, b = bytes.fromhex(old.uuid), bytes.fromhex(new.uuid)
-            # An import may already have made the merge's version a delta on a later one:
-            # the whole version its chain ends on is a later version of the file too.
-            for _ in range(blobs.MAX_CHAIN):
-                stored = aw.stored(b)
-                base = blobs.delta_base(stored) if stored else None
-                if base is None:
-                    break
-                b = base
-            if aw.has(a) and aw.has(b):
-                aw.deltify(a, b)
+            _deltify_on_root(aw, bytes.fromhex(old.uuid), bytes.fromhex(new.uuid))
+        _deltify_on_root(aw, side, cid)
+
+
+def _deltify_on_root(aw: ArtifactWriter, old: bytes, new: bytes) -> None:
+    """Make ``old`` a delta on ``new`` or, when an import made ``new`` a delta on a later
+    version already, on the whole artifact its chain ends on (a later version too)."""
+    for _ in range(blobs.MAX_CHAIN):
+        stored = aw.stored(new)
+        base = blobs.delta_base(stored) if stored else None
+        if base is None:
+            break
+        new = base
+    if aw.has(old) and aw.has(new):
+        aw.deltify(old, new)
 
 
 def _update_tip(txn, dbs, aw: ArtifactWriter, reader, ci: CheckinIndex, branch: str,

@@ -7,6 +7,7 @@ import random
 import pytest
 
 import herofossil
+from herofossil import Put
 from herofossil.store import blobs
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader
@@ -97,21 +98,24 @@ def test_a_merged_branchs_last_version_becomes_a_delta_on_the_merges(tmp_path):
     text = b"".join(b"line %d of the specification, long enough to delta\n" % n
                     for n in range(200))
     source = herofossil.open(tmp_path / "a", create=True)
-    source.write("spec.md", text)
+    source.commit([Put(f"notes/{n}.md", b"note %d\n" % n) for n in range(12)])  # a manifest
+    source.write("spec.md", text)                                # long enough to delta
     source.branch_new("side")
     for i in (1, 2):  # two versions on the side: the first becomes a delta on the second
         source.write("spec.md", text.replace(b"line 10 ", b"line 10 (side %d) " % i),
                      branch="side")
     source.write("spec.md", text.replace(b"line 150 ", b"line 150 (trunk) "))
     side_last = source.stat("spec.md", at="side").id
+    side_manifest = source.checkin("side").id
     source.merge("side", strategy="ours")  # the merge keeps trunk's version
     source.export_artifacts(str(tmp_path / "artifacts"))
     target = herofossil.open(tmp_path / "b", create=True)
     target.import_artifacts(str(tmp_path / "artifacts"))
     for store in (source, target):  # written, and imported
         with store._env.read() as txn:
-            stored = txn.get(bytes.fromhex(side_last), db=store._env.db["blob"])
-        assert blobs.delta_base(stored) is not None, f"{store}: the side's last version whole"
+            for aid, what in ((side_last, "last version"), (side_manifest, "last manifest")):
+                stored = txn.get(bytes.fromhex(aid), db=store._env.db["blob"])
+                assert blobs.delta_base(stored) is not None, f"{store}: the side's {what} whole"
         assert store.verify().ok
     assert target.read("spec.md", at="side") == source.read("spec.md", at="side")
     assert target.verify().ok
