@@ -225,6 +225,34 @@ class ArtifactWriter(BlobReader):
             return True
         return self._forward(old, new, new_stored, new_data)
 
+    def deltify_onto(self, old: bytes, new: bytes) -> bool:
+        """Make ``old``, stored whole, a delta on ``new`` even when ``new`` is itself a
+        delta (the chain through it stays within ``MAX_CHAIN``): for a version whose
+        successor an import already turned into a delta on a later one. Returns True
+        when ``old`` changed."""
+        old_stored, new_stored = self.stored(old), self.stored(new)
+        if old == new or not old_stored or not new_stored or not blobs.is_whole(old_stored):
+            return False
+        if blobs.is_whole(new_stored):
+            return self.deltify(old, new)
+        hops, root, on_chain = self._depth(new)
+        depth = self.chain_len(old) + 1 + hops
+        if old in on_chain or depth > blobs.MAX_CHAIN:
+            return False
+        old_data = self.known(old) or blobs.decode_whole(old_stored, old)
+        if len(old_data) < blobs.MIN_DELTA_SIZE:
+            return False
+        d = delta_policy.create(self.content(new), old_data)
+        if d is None:
+            return False
+        stored = blobs.encode_delta(new, d)
+        if not self._worth_it(d, old_data, stored, old_stored):
+            return False
+        self._restore(old, stored)
+        self._set_chain(old, 0)
+        self._set_chain(root, max(self.chain_len(root), depth))
+        return True
+
     def _reverse(self, old, new, old_stored, old_data, new_data) -> bool:
         depth = self.chain_len(old) + 1 if blobs.is_whole(old_stored) else 1
         if depth > blobs.MAX_CHAIN:

@@ -275,21 +275,25 @@ def _deltify_merged(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest) -> N
             new = after.get(path)
             if new is None or old.uuid == new.uuid:
                 continue
-            _deltify_on_root(aw, bytes.fromhex(old.uuid), bytes.fromhex(new.uuid))
-        _deltify_on_root(aw, side, cid)
+            _deltify_on_later(aw, bytes.fromhex(old.uuid), bytes.fromhex(new.uuid))
+        _deltify_on_later(aw, side, cid)
 
 
-def _deltify_on_root(aw: ArtifactWriter, old: bytes, new: bytes) -> None:
-    """Make ``old`` a delta on ``new`` or, when an import made ``new`` a delta on a later
-    version already, on the whole artifact its chain ends on (a later version too)."""
+def _deltify_on_later(aw: ArtifactWriter, old: bytes, new: bytes) -> None:
+    """Make ``old`` a delta on ``new``, also when an import made ``new`` a delta on a
+    later version already; where that chain is too long, on the whole artifact it ends on
+    (a later version too, but deltas on it are larger: measured on a real history, 58 KB
+    more for 149 versions)."""
+    if not aw.has(old) or not aw.has(new) or aw.deltify_onto(old, new):
+        return
+    if blobs.delta_base(aw.stored(new)) is None:
+        return  # ``deltify_onto`` tried what ``deltify`` would
     for _ in range(blobs.MAX_CHAIN):
-        stored = aw.stored(new)
-        base = blobs.delta_base(stored) if stored else None
-        if base is None:
+        base = blobs.delta_base(aw.stored(new))
+        if base is None or not aw.has(base):
             break
         new = base
-    if aw.has(old) and aw.has(new):
-        aw.deltify(old, new)
+    aw.deltify(old, new)
 
 
 def _update_tip(txn, dbs, aw: ArtifactWriter, reader, ci: CheckinIndex, branch: str,

@@ -298,3 +298,4 @@ def test_a_merged_branchs_last_version_of_a_file_is_stored_as_a_delta(tmp_path):
         export_git(repo, str(tmp_path / "out.git"))
         assert repo.verify().ok
     assert _refs(tmp_path / "out.git") == g.refs()
+

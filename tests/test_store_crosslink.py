@@ -169,3 +169,34 @@ def test_a_rebuild_numbers_files_first_then_check_ins_parents_first(tmp_path):
             assert order[aid] < order[c.id]
     assert repo.verify().ok
     repo.close()
+
+
+
+
+def test_a_whole_version_becomes_a_delta_on_a_version_that_is_a_delta_itself(tmp_path):
+    # What an import meets at a merge: the merge's version is a delta on a later one by
+    # then, and a delta on the end of that chain would be larger (58 KB more on a real
+    # history); the chain through it is counted and bounded.
+    rnd = random.Random(5)
+    lines = [b"line %d: %x\n" % (n, rnd.getrandbits(160)) for n in range(300)]
+    side = b"".join(lines).replace(b"line 10:", b"line 10 (side):")
+    merged = b"".join(lines)
+    later = b"".join(x.upper() if k % 15 == 0 else x for k, x in enumerate(lines))
+    repo = herofossil.open(tmp_path / "a", create=True)
+    for text in (side, merged, later):
+        repo.write(f"v{len(repo.files())}.txt", text)
+
+    def link(txn):
+        aw = ArtifactWriter(txn, repo._env.db)
+        a, b, c = (blobs.artifact_id(t) for t in (side, merged, later))
+        assert aw.deltify(b, c) and blobs.delta_base(aw.stored(b)) == c
+        assert aw.deltify_onto(a, b)
+        assert blobs.delta_base(aw.stored(a)) == b and aw.chain_len(c) == 2
+        assert not aw.deltify_onto(c, a)  # a loop
+        return a
+
+    a = repo._env.write(link)
+    with repo._env.read() as txn:
+        assert BlobReader(txn, repo._env.db["blob"]).content(a) == side
+    assert repo.read("v0.txt") == side and repo.verify().ok
+    repo.close()
