@@ -235,21 +235,28 @@ class ArtifactWriter(BlobReader):
             return False
         if blobs.is_whole(new_stored):
             return self.deltify(old, new)
-        hops, root, on_chain = self._depth(new)
-        depth = self.chain_len(old) + 1 + hops
-        if old in on_chain or depth > blobs.MAX_CHAIN:
+        return self._onto_chain(old, new, old_stored, self.known(old))
+
+    def _onto_chain(self, target: bytes, base: bytes, target_stored: bytes,
+                    target_data: bytes | None) -> bool:
+        """Store whole ``target`` as a delta on ``base``, whole or a delta itself; the
+        chains that ended on ``target`` then end where ``base``'s does."""
+        hops, root, on_chain = self._depth(base)
+        depth = self.chain_len(target) + 1 + hops
+        if target in on_chain or depth > blobs.MAX_CHAIN:
             return False
-        old_data = self.known(old) or blobs.decode_whole(old_stored, old)
-        if len(old_data) < blobs.MIN_DELTA_SIZE:
+        if target_data is None:
+            target_data = blobs.decode_whole(target_stored, target)
+        if len(target_data) < blobs.MIN_DELTA_SIZE:
             return False
-        d = delta_policy.create(self.content(new), old_data)
+        d = delta_policy.create(self.content(base), target_data)
         if d is None:
             return False
-        stored = blobs.encode_delta(new, d)
-        if not self._worth_it(d, old_data, stored, old_stored):
+        stored = blobs.encode_delta(base, d)
+        if not self._worth_it(d, target_data, stored, target_stored):
             return False
-        self._restore(old, stored)
-        self._set_chain(old, 0)
+        self._restore(target, stored)
+        self._set_chain(target, 0)
         self._set_chain(root, max(self.chain_len(root), depth))
         return True
 
@@ -279,22 +286,7 @@ class ArtifactWriter(BlobReader):
     def _forward(self, old, new, new_stored, new_data) -> bool:
         if self._deps(new) or self.chain_len(new):
             return False
-        hops, root, on_chain = self._depth(old)
-        if new in on_chain or hops + 1 > blobs.MAX_CHAIN:
-            return False
-        if new_data is None:
-            new_data = blobs.decode_whole(new_stored, new)
-        if len(new_data) < blobs.MIN_DELTA_SIZE:
-            return False
-        d = delta_policy.create(self.content(old), new_data)
-        if d is None:
-            return False
-        stored = blobs.encode_delta(old, d)
-        if not self._worth_it(d, new_data, stored, new_stored):
-            return False
-        self._restore(new, stored)
-        self._set_chain(root, max(self.chain_len(root), hops + 1))
-        return True
+        return self._onto_chain(new, old, new_stored, new_data)
 
     def write_pending(self) -> None:
         """Write the stored forms that wait in ``pending`` (once, in key order)."""
