@@ -21,7 +21,7 @@ def export_artifacts(env, dest: str, progress: Progress = _quiet, prefix_len: in
     n = 0
     with env.read() as txn:
         total = txn.stat(env.db["blob"])["entries"]
-        reader = BlobReader(txn, env.db["blob"])
+        reader = BlobReader(txn, env.db)
         for aid in txn.cursor(db=env.db["blob"]).iternext(values=False):
             artifactdir.write_artifact(dest, aid.hex(), reader.content(aid), prefix_len)
             n += 1

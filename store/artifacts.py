@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from herofossil.delta import policy as delta_policy
-from herofossil.errors import IntegrityError
-from herofossil.store import blobs, lmdbenv
+from herofossil.errors import IntegrityError, StoreError
+from herofossil.store import blobs, chunks, lmdbenv
 from herofossil.store.blobs import BlobReader, artifact_id
 from herofossil.store.keys import CHAIN, DEPS, pack_u64, unpack_u64
 from herofossil.store.lru import LRU
@@ -53,7 +53,7 @@ class ArtifactWriter(BlobReader):
     """
 
     def __init__(self, txn, dbs):
-        super().__init__(txn, dbs["blob"])
+        super().__init__(txn, dbs)
         self.dbs = dbs
         self.touched: set[bytes] = set()
         self.pending: dict[bytes, bytes] = {}
@@ -127,9 +127,26 @@ class ArtifactWriter(BlobReader):
             self.note_hashed(aid, data)
         if self.stored(aid) is not None:
             return aid, False
+        if len(data) >= blobs.LARGE and not cards:  # cards stay whole: deltas need them so
+            chunk_db = self.dbs["chunk"]
+            parts = [chunks.put_part(self.txn, chunk_db, p) for p in chunks.split(data)]
+            self.put_stored(aid, blobs.encode_chunked(len(data), parts))
+            return aid, True
         self.put_stored(aid, blobs.RAW + data)
         self.uncompressed[aid] = blobs.ZSTD_LEVEL_CARDS if cards else blobs.ZSTD_LEVEL
         return aid, True
+
+    def add_staged(self, staged: chunks.Staged) -> tuple[bytes, bool]:
+        """Store an artifact whose parts ``chunks.stage`` stored; returns (id, newly
+        added). Raises ``StoreError`` when a part is gone (nothing is written then)."""
+        if self.stored(staged.aid) is not None:
+            return staged.aid, False
+        cur = self.txn.cursor(db=self.dbs["chunk"])
+        if not all(cur.set_key(cid) for cid in set(staged.parts)):
+            raise StoreError("a part of this upload is no longer in the store (compacted "
+                             "meanwhile): send it again; nothing was written")
+        self.put_stored(staged.aid, staged.stored)
+        return staged.aid, True
 
     def keep_uncompressed(self, aid: bytes) -> None:
         """Store ``aid``, added whole in this transaction, without compressing it: for an
@@ -211,7 +228,8 @@ class ArtifactWriter(BlobReader):
         if old == new:
             return False
         old_stored, new_stored = self.stored(old), self.stored(new)
-        if not old_stored or not new_stored or not blobs.is_whole(new_stored):
+        if not old_stored or not new_stored or not blobs.is_whole(new_stored) or \
+                blobs.is_chunked(old_stored):
             return False
         if blobs.is_whole(old_stored):
             return self._reverse(old, new, old_stored, old_data, new_data)
@@ -235,6 +253,8 @@ class ArtifactWriter(BlobReader):
             return False
         if blobs.is_whole(new_stored):
             return self.deltify(old, new)
+        if blobs.is_chunked(new_stored):
+            return False
         return self._onto_chain(old, new, old_stored, self.known(old))
 
     def _onto_chain(self, target: bytes, base: bytes, target_stored: bytes,
@@ -304,9 +324,22 @@ class ArtifactWriter(BlobReader):
         check its hash (by comparing with bytes already hashed when there are some)."""
         self.write_pending()
         for aid in self.touched:
+            stored = self.stored(aid)
+            if blobs.is_chunked(stored):  # parts were hashed as they were stored
+                self._check_parts(aid, stored)
+                continue
             data = self.content(aid)
             if data != self.known(aid) and artifact_id(data) != aid:
                 raise IntegrityError(
                     f"artifact {aid.hex()} did not verify before commit; nothing was written"
                 )
         self.touched.clear()
+
+    def _check_parts(self, aid: bytes, stored: bytes) -> None:
+        # Present is enough: each part was hashed from its bytes as it was stored, and
+        # reading the values back would map the whole file into this process.
+        cur = self.txn.cursor(db=self.dbs["chunk"])
+        for cid in blobs.chunk_layout(stored, aid)[2]:
+            if not cur.set_key(cid):
+                raise IntegrityError(f"artifact {aid.hex()}: part {cid.hex()} is missing "
+                                     "before commit; nothing was written")

@@ -7,13 +7,22 @@ Stored form of an artifact (the value of the ``blob`` table, keyed by the
     b"R" + bytes                      the whole artifact, uncompressed (when zstd does not help)
     b"D" + base id (32) + zstd frame  a Fossil delta that turns ``base`` into it
     b"d" + base id (32) + bytes       the same, uncompressed (small deltas)
+    b"C" + size (8) + part size (4) + part ids (32 each)
+                                      a large artifact, in parts (the last one shorter)
+
+A part's id is the SHA3-256 of its bytes; the ``chunk`` table maps it to a
+whole stored form (b"W" or b"R") of those bytes. Artifacts of ``LARGE`` bytes
+or more are stored so, which lets an upload stream into the store part by part
+(``chunks``), a reader stream out of it, and versions that share whole parts
+(a file that grew at its end) share their storage; they are never deltas.
 
 Whole frames carry zstd's content checksum; delta frames do not, since a
 Fossil delta ends in a checksum of its own that ``apply`` always checks.
 
-The stored form is what sync sends as-is. Reverse deltas: the newest version
-of a file is whole and older versions become deltas on newer ones; the
-``chain`` table bounds the length of every delta chain to ``MAX_CHAIN``.
+The stored form is what sync sends as-is (a chunked artifact goes whole).
+Reverse deltas: the newest version of a file is whole and older versions
+become deltas on newer ones; the ``chain`` table bounds the length of every
+delta chain to ``MAX_CHAIN``.
 """
 
 from __future__ import annotations
@@ -31,8 +40,15 @@ WHOLE = b"W"
 RAW = b"R"
 DELTA = b"D"
 RAW_DELTA = b"d"
+CHUNKED = b"C"
 DELTAS = (DELTA, RAW_DELTA)
 ID_LEN = 32
+# Artifacts of this size or more are stored in parts of CHUNK_SIZE bytes: memory stays
+# bounded by a part while an upload streams in, and Fossil deltas (which hold both
+# versions whole) are not made for them.
+LARGE = 16 << 20
+CHUNK_SIZE = 4 << 20
+_CHUNK_HEAD = 1 + 8 + 4
 MAX_CHAIN = 32
 # Below this size a delta saves too little to pay for the chain it creates.
 MIN_DELTA_SIZE = 256
@@ -94,6 +110,28 @@ def encode_whole(data: bytes, level: int = ZSTD_LEVEL) -> bytes:
     return WHOLE + packed
 
 
+def encode_chunked(size: int, chunk_ids: list[bytes], part: int = CHUNK_SIZE) -> bytes:
+    """The stored form of an artifact of ``size`` bytes kept in the parts ``chunk_ids``,
+    each ``part`` bytes long but the last."""
+    return CHUNKED + size.to_bytes(8, "big") + part.to_bytes(4, "big") + b"".join(chunk_ids)
+
+
+def is_chunked(stored: bytes) -> bool:
+    """True for the stored form of an artifact kept in parts."""
+    return stored[:1] == CHUNKED
+
+
+def chunk_layout(stored: bytes, what: bytes) -> tuple[int, int, list[bytes]]:
+    """(size, part size, part ids in order) of a chunked stored form."""
+    ids = bytes(stored[_CHUNK_HEAD:])
+    size = int.from_bytes(stored[1:9], "big")
+    part = int.from_bytes(stored[9:_CHUNK_HEAD], "big")
+    if len(stored) < _CHUNK_HEAD or not part or len(ids) % ID_LEN or \
+            len(ids) // ID_LEN != -(-size // part):
+        raise IntegrityError(f"artifact {what.hex()} has a damaged list of parts")
+    return size, part, [ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN)]
+
+
 def is_whole(stored: bytes) -> bool:
     """True for a stored form that holds the whole artifact (no delta base)."""
     return stored[:1] in (WHOLE, RAW)
@@ -136,6 +174,8 @@ def stored_size(stored: bytes) -> int | None:
         return size if size >= 0 else None
     if stored[:1] == RAW:
         return len(stored) - 1
+    if stored[:1] == CHUNKED and len(stored) >= _CHUNK_HEAD:
+        return int.from_bytes(stored[1:9], "big")
     return None
 
 
@@ -145,11 +185,14 @@ def delta_base(stored: bytes) -> bytes | None:
 
 
 class BlobReader:
-    """Reconstructs artifacts from their stored forms inside one transaction."""
+    """Reconstructs artifacts from their stored forms inside one transaction (``dbs``:
+    the store's tables, of which it reads ``blob`` and ``chunk``)."""
 
-    def __init__(self, txn, blob_db):
+    def __init__(self, txn, dbs, chunk_txn=None):
         self.txn = txn
-        self.db = blob_db
+        self.db = dbs["blob"]
+        self.chunk_db = dbs.get("chunk")
+        self.chunk_txn = chunk_txn or txn  # verify reads parts from the store, not its copy
 
     def stored(self, aid: bytes) -> bytes | None:
         """The stored form of ``aid``, or None."""
@@ -173,6 +216,9 @@ class BlobReader:
             kind = stored[:1]
             if kind == WHOLE or kind == RAW:
                 data = decode_whole(stored, cur)
+                break
+            if kind == CHUNKED:
+                data = b"".join(self.parts(cur, stored))
                 break
             if kind not in DELTAS or len(stored) < 1 + ID_LEN:
                 raise IntegrityError(f"artifact {cur.hex()} has an unknown stored form")
@@ -198,3 +244,18 @@ class BlobReader:
             except DeltaError as exc:
                 raise IntegrityError(f"artifact {aid.hex()} is damaged: {exc}") from exc
         return size
+
+    def parts(self, aid: bytes, stored: bytes | None = None, first: int = 0):
+        """The bytes of chunked artifact ``aid``, part by part from part ``first`` (each
+        checked for its length, not its hash: ``verify`` hashes)."""
+        stored = self.stored(aid) if stored is None else stored
+        size, part, ids = chunk_layout(stored, aid)
+        for n in range(first, len(ids)):
+            cid = ids[n]
+            raw = None if self.chunk_db is None else self.chunk_txn.get(cid, db=self.chunk_db)
+            if raw is None:
+                raise IntegrityError(f"artifact {aid.hex()} lacks its part {cid.hex()}")
+            data = decode_whole(raw, cid)
+            if len(data) != min(part, size - n * part):
+                raise IntegrityError(f"artifact {aid.hex()} has a damaged part {cid.hex()}")
+            yield data

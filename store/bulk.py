@@ -77,7 +77,7 @@ class BulkWriter:
     def has(self, aid: str) -> bool:
         """True when artifact ``aid`` is stored (queued ones are not counted)."""
         with self._env.read() as txn:
-            return BlobReader(txn, self._db["blob"]).has(bytes.fromhex(aid))
+            return BlobReader(txn, self._db).has(bytes.fromhex(aid))
 
     def flush(self, *, update_tips: bool = False) -> None:
         """Apply the queue in one durable transaction."""

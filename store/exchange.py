@@ -19,7 +19,7 @@ from herofossil import delta
 from herofossil.errors import DeltaError, HeroFossilError, IntegrityError
 from herofossil.store import blobs
 from herofossil.store.artifacts import ArtifactWriter
-from herofossil.store.blobs import artifact_id
+from herofossil.store.blobs import BlobReader, artifact_id
 from herofossil.store.crosslink import arrived, crosslink
 from herofossil.store.keys import join_key, pack_u64, unpack_u64
 
@@ -106,7 +106,6 @@ def stream_after(env, seq: int, *, max_bytes: int = 8 << 20, skip: set[bytes] | 
     size = 0
     reached = seq
     with env.read() as txn:
-        blob = env.db["blob"]
         cur = txn.cursor(db=env.db["seq"])
         if not cur.set_range(pack_u64(seq + 1)):
             return out, reached, []
@@ -125,7 +124,7 @@ def stream_after(env, seq: int, *, max_bytes: int = 8 << 20, skip: set[bytes] | 
         cur.set_range(pack_u64(seq + 1))
         for key, aid in cur:
             mark = len(out)
-            added = _with_bases(txn, blob, aid, skip, out, known)
+            added = _with_bases(txn, env.db, aid, skip, out, known)
             if mark and size + added > max_bytes:
                 # It goes first in the next chunk: a chunk stays near its size, so that
                 # an interrupted stream keeps what came before a large artifact.
@@ -150,24 +149,23 @@ def artifacts_of(env, ids, *, max_bytes: int = 8 << 20, skip: set[bytes] | None 
     out: list[tuple[bytes, bytes]] = []
     size = 0
     with env.read() as txn:
-        blob = env.db["blob"]
         for done, aid in enumerate(ids, 1):
-            size += _with_bases(txn, blob, aid, skip, out, known)
+            size += _with_bases(txn, env.db, aid, skip, out, known)
             if size >= max_bytes:
                 return out, done
     return out, len(ids)
 
 
-def _with_bases(txn, blob, aid: bytes, skip: set[bytes], out: list, known=None) -> int:
+def _with_bases(txn, dbs, aid: bytes, skip: set[bytes], out: list, known=None) -> int:
     """Append ``aid`` to ``out`` after the bases of its delta chain that ``skip`` lacks
     (and ``known`` does not name); returns the bytes appended."""
     chain = []
     cur = aid
     while cur not in skip and (known is None or cur == aid or not known(cur)):
-        stored = txn.get(cur, db=blob)
+        stored = txn.get(cur, db=dbs["blob"])
         if stored is None:  # a phantom's reference: nothing to send
             break
-        chain.append((cur, _wire_form(stored)))
+        chain.append((cur, _wire_form(stored, txn, dbs, cur)))
         skip.add(cur)
         base = blobs.delta_base(stored)
         if base is None:
@@ -308,9 +306,12 @@ class IdRanges:
         return count, fingerprint(total, count), [tuple(k) for k in kids]
 
 
-def _wire_form(stored: bytes) -> bytes:
+def _wire_form(stored: bytes, txn, dbs, aid: bytes) -> bytes:
     """What to send for a stored form: as stored, but a whole artifact kept uncompressed
-    (the tip's manifest waits so for its successor) goes compressed when that is smaller."""
+    (the tip's manifest waits so for its successor) goes compressed when that is smaller,
+    and one kept in parts goes whole (the peer stores it as it stores any artifact)."""
+    if blobs.is_chunked(stored):
+        return blobs.encode_whole(BlobReader(txn, dbs).content(aid))
     if stored[:1] != blobs.RAW or len(stored) < 64:
         return stored
     packed = blobs.encode_whole(stored[1:], blobs.ZSTD_LEVEL_CARDS)

@@ -34,6 +34,9 @@ WAL_FILE = "wal"
 FILES = (WAL_FILE, CHECKPOINT_FILE)
 
 PUT, DELETE, CLEAR = 1, 2, 3
+# What a record's table index names: the tables of release 0.1, in its order.
+TABLES = ("blob", "seq", "phantom", "chain", "deps", "checkin", "cseq", "child", "leaf",
+          "tip", "tree", "pathlog", "tag", "info", "meta")
 _SLOT_HEAD = struct.Struct("<4sIIQQQQ16sI")  # magic, crc, version, seq, epoch, start, base, ...
 _SLOT_MAGIC = b"HFCK"
 _REC_HEAD = struct.Struct("<4sIQQI")  # magic, crc, epoch, txnid, body length

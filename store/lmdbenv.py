@@ -22,7 +22,7 @@ import lmdb
 
 from herofossil.errors import IntegrityError, StoreError
 from herofossil.store import legacywal
-from herofossil.store.schema import ALL_TABLES, lmdb_open
+from herofossil.store.schema import ALL_TABLES, LATER_TABLES, lmdb_open
 
 # LMDB reserves address space for the map, not disk: the file grows with the data.
 # A map that never needs to grow spares every thread the wait of a resize (see
@@ -293,7 +293,7 @@ class StoreEnv:
 
     def _replay_legacy(self, ops: list) -> None:
         self._open_lmdb()
-        handles = [self.db[name] for name in ALL_TABLES]
+        handles = [self.db[name] for name in legacywal.TABLES]
 
         def apply(txn):
             for op, table, key, value in ops:
@@ -359,8 +359,13 @@ class StoreEnv:
         writer lock for a moment, as any writer must."""
         try:
             if self.readonly:
-                handles = {name: self.env.open_db(name.encode(), create=False)
-                           for name in ALL_TABLES}
+                handles = {}
+                for name in ALL_TABLES:
+                    try:
+                        handles[name] = self.env.open_db(name.encode(), create=False)
+                    except lmdb.NotFoundError:
+                        if name not in LATER_TABLES:
+                            raise
             else:
                 with self.begin_write() as txn:
                     handles = {name: self.env.open_db(name.encode(), txn=txn)
@@ -555,7 +560,8 @@ class StoreEnv:
 
         Every table is copied in key order with LMDB's append mode, so the copy
         has no free pages and full leaf pages (random-key inserts leave pages
-        about two thirds full). Only when no other process has the store open
+        about two thirds full); parts of large artifacts that none names are
+        left out (``chunks``). Only when no other process has the store open
         (else ``StoreError``), and no transaction of this process may be open.
         """
         with self.write_lock:
@@ -587,14 +593,22 @@ class StoreEnv:
         self._open_lmdb()
 
     def _dense_copy(self, dest: str) -> None:
+        from herofossil.store import chunks
+
         size = max(self.env.info()["map_size"], self.map_size)
         out = lmdb_open(dest, size, sync=False, metasync=False)
         try:
             with self.read() as src, out.begin(write=True) as dst:
+                # Parts no artifact names (a cut or refused upload) are dropped, but not
+                # those an upload of this process staged and has yet to name.
+                keep = chunks.referenced(src, self.db["blob"]) | chunks.live_parts()
                 for name in ALL_TABLES:
                     target = out.open_db(name.encode(), txn=dst)
                     cur = dst.cursor(db=target)
-                    cur.putmulti(src.cursor(db=self.db[name]).iternext(), append=True)
+                    items = src.cursor(db=self.db[name]).iternext()
+                    if name == "chunk":
+                        items = (item for item in items if item[0] in keep)
+                    cur.putmulti(items, append=True)
             out.sync(True)
         finally:
             out.close()

@@ -32,8 +32,8 @@ def _quiet(label: str, done: int, total: int | None) -> None:
 class _ContentCache(BlobReader):
     """A BlobReader that remembers recent whole contents (delta bases repeat)."""
 
-    def __init__(self, txn, db, size: int = 256):
-        super().__init__(txn, db)
+    def __init__(self, txn, dbs, size: int = 256):
+        super().__init__(txn, dbs)
         self._cache = LRU(max_items=size)
 
     def content(self, aid: bytes) -> bytes:
@@ -84,7 +84,7 @@ def rebuild_txn(txn, db, progress: Progress = _quiet, *, indexed: set[str] | Non
         else:
             base_of[aid] = base
     _rebuild_chains(txn, db, base_of, set(whole))
-    reader = _ContentCache(txn, db["blob"])
+    reader = _ContentCache(txn, db)
     for n, (aid, data, error) in enumerate(_contents(txn, db["blob"], whole, base_of), 1):
         if on_content is not None:
             on_content(aid, data, error)
@@ -128,8 +128,11 @@ def _contents(txn, blob_db, whole: list[bytes], base_of: dict[bytes, bytes]):
         dependents.setdefault(base, []).append(aid)
     reached: set[bytes] = set()
     for root in whole:
+        stored = txn.get(root, db=blob_db)
+        if blobfmt.is_chunked(stored):
+            continue  # file content in parts: no card to read, hashed by verify part by part
         try:
-            data = blobfmt.decode_whole(txn.get(root, db=blob_db), root)
+            data = blobfmt.decode_whole(stored, root)
         except HeroFossilError as exc:
             yield root, None, exc
             continue
@@ -150,7 +153,7 @@ def _contents(txn, blob_db, whole: list[bytes], base_of: dict[bytes, bytes]):
             yield aid, data, None
             stack.extend((child, data) for child in dependents.get(aid, ()))
     if len(reached) < len(base_of):  # deltas on a missing or damaged base, or in a loop
-        reader = BlobReader(txn, blob_db)
+        reader = BlobReader(txn, {"blob": blob_db})
         for aid in base_of:
             if aid not in reached:
                 try:
@@ -186,7 +189,8 @@ def rebuild(env, progress: Progress = _quiet) -> dict:
 def iter_artifacts(repo, batch: int = 512) -> Iterator[tuple[str, bytes]]:
     """(hex id, bytes) of every artifact, in short read transactions: what an adapter's own
     rebuild of its local state reads (e.g. the Git import's commit map)."""
-    db = repo._env.db["blob"]
+    dbs = repo._env.db
+    db = dbs["blob"]
     last = b""
     while True:
         ids = []
@@ -200,7 +204,7 @@ def iter_artifacts(repo, batch: int = 512) -> Iterator[tuple[str, bytes]]:
                 ids.append(aid)
                 if len(ids) >= batch:
                     break
-            reader = BlobReader(txn, db)
+            reader = BlobReader(txn, dbs)
             items = [(aid.hex(), reader.content(aid)) for aid in ids]
         if not items:
             return

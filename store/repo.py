@@ -8,10 +8,11 @@ import heapq
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from herofossil.errors import ConflictError, NotFoundError, UsageError
 from herofossil.store import blobs as blobfmt
-from herofossil.store import lmdbenv, refs
+from herofossil.store import chunks, lmdbenv, refs
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import KNOWN
 from herofossil.store.blobs import BlobReader
@@ -159,12 +160,12 @@ class Repo:
         if tip is not None and ci.indexed(at):
             return TreeView(Tree(txn, self._db["tree"], at), tip)
         if tip is None and at in (self.default_branch, "tip") and not ci.count():
-            return ManifestView({}, BlobReader(txn, self._db["blob"]), None, 0.0)  # a new store
+            return ManifestView({}, BlobReader(txn, self._db), None, 0.0)  # a new store
         cid = tip or refs.resolve(ci, at, self.default_branch)
         rec = ci.require(cid)
         if ci.tip(rec.branch) == cid and ci.indexed(rec.branch):
             return TreeView(Tree(txn, self._db["tree"], rec.branch), cid)
-        reader = BlobReader(txn, self._db["blob"])
+        reader = BlobReader(txn, self._db)
         return ManifestView(MANIFESTS.files(reader, cid), reader, cid, rec.time)
 
     # ---- reads
@@ -197,7 +198,7 @@ class Repo:
                         return data
                     if stored is not None and stored[:1] == blobfmt.RAW:
                         return stored[1:]
-                    return BlobReader(txn, self._db["blob"]).content(aid)
+                    return BlobReader(txn, self._db).content(aid)
             path = normalize(path)
             entry = self._view(txn, at).get(path)
             if entry is None:
@@ -205,7 +206,7 @@ class Repo:
                                     path=path, ref=at)
             if entry.is_dir:
                 raise UsageError(f"{path} is a folder, not a file")
-            return BlobReader(txn, self._db["blob"]).content(bytes.fromhex(entry.id))
+            return BlobReader(txn, self._db).content(bytes.fromhex(entry.id))
 
     def stat(self, path: str, at: str | None = None) -> Entry:
         """The entry (file or folder) at ``path``; its ``id`` is the artifact id (ETag)."""
@@ -257,7 +258,7 @@ class Repo:
     def artifact(self, aid: str) -> bytes:
         """The bytes of artifact ``aid`` (full hex id)."""
         with self._read() as txn:
-            return BlobReader(txn, self._db["blob"]).content(bytes.fromhex(aid))
+            return BlobReader(txn, self._db).content(bytes.fromhex(aid))
 
     def checkin(self, ref: str | None = None) -> Checkin:
         """The check-in ``ref`` names."""
@@ -270,7 +271,7 @@ class Repo:
         with self._read() as txn:
             ci = CheckinIndex(txn, self._db)
             cid = refs.resolve(ci, ref, self.default_branch)
-            return MANIFESTS.manifest(BlobReader(txn, self._db["blob"]), cid)
+            return MANIFESTS.manifest(BlobReader(txn, self._db), cid)
 
     def log(
         self, path: str | None = None, at: str | None = None, limit: int | None = None
@@ -334,7 +335,7 @@ class Repo:
         with self._read() as txn:
             ci = CheckinIndex(txn, self._db)
             cid = refs.resolve(ci, ref, self.default_branch)
-            reader = BlobReader(txn, self._db["blob"])
+            reader = BlobReader(txn, self._db)
             m = MANIFESTS.manifest(reader, cid)
             pid = m.parents[0] if m.parents else None
             if pid is not None and ci.get(bytes.fromhex(pid)) is None:
@@ -442,7 +443,7 @@ class Repo:
     def write(
         self,
         path: str,
-        data: bytes | str,
+        data: bytes | str | BinaryIO,
         *,
         expect: str | None = None,
         perm: str | None = None,
@@ -453,12 +454,21 @@ class Repo:
         """Write one file as one check-in; returns it (None if the file was unchanged),
         with ``file_id``, the artifact id of the bytes written (their ETag).
 
+        ``data``: bytes, text, or a binary stream read to its end — a large one is
+        stored part by part as it is read, in bounded memory (``chunks``).
         ``expect``: the artifact id you last read (or ``EXISTS``/``ABSENT``);
         ``perm``: "x" (executable) or "l" (symlink).
         """
         ids: dict[str, str] = {}
-        ci = self.commit([Put(path, data, perm, expect)], message=message, user=user,
-                         branch=branch, _written=ids)
+        staged = None
+        if hasattr(data, "read"):
+            staged = data = chunks.stage(self._env, data)
+        try:
+            ci = self.commit([Put(path, data, perm, expect)], message=message, user=user,
+                             branch=branch, _written=ids)
+        finally:
+            if isinstance(staged, chunks.Staged):
+                staged.release()
         if ci is None:
             return None
         fields = {f: getattr(ci, f) for f in Checkin.__dataclass_fields__}

@@ -2,6 +2,8 @@
 
 global state (the repository itself)
     ``blob``     artifact id (32-byte SHA3-256) -> stored form (see ``blobs``)
+    ``chunk``    part id (SHA3-256 of its bytes) -> whole stored form of a large
+                 artifact's part (see ``blobs``; ``compact`` drops unreferenced ones)
 
 local state (``rebuild`` regenerates it from ``blob``)
     ``seq``      insert sequence (8-byte big-endian) -> artifact id
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import lmdb
 
-GLOBAL_TABLES = ("blob",)
+GLOBAL_TABLES = ("blob", "chunk")
 LOCAL_TABLES = (
     "seq",
     "phantom",
@@ -44,6 +46,9 @@ LOCAL_TABLES = (
 )
 KEPT_TABLES = ("meta",)
 ALL_TABLES = GLOBAL_TABLES + LOCAL_TABLES + KEPT_TABLES
+# Tables a store made by an earlier release may lack: opened read-only, it reads as if
+# they were empty (they are made the first time the store is opened read-write).
+LATER_TABLES = ("chunk",)
 
 
 def lmdb_open(path: str, map_size: int, **options) -> lmdb.Environment:

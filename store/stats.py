@@ -20,6 +20,8 @@ def table_sizes(env) -> dict[str, dict[str, int]]:
         main = env.env.stat()
         psize = main["psize"]
         for name in ALL_TABLES:
+            if name not in env.db:  # a table an earlier release did not make (read-only)
+                continue
             st = txn.stat(env.db[name])
             pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
             used += pages
@@ -38,14 +40,17 @@ def stats(env) -> dict:
     out = {}
     with env.read() as txn:
         stored = raw = whole = deltas = 0
+        reader = BlobReader(txn, db)
         for aid, value in txn.cursor(db=db["blob"]):
             stored += len(value)
-            if blobfmt.is_whole(value):
+            if blobfmt.is_whole(value) or blobfmt.is_chunked(value):
                 whole += 1
                 raw += blobfmt.stored_size(value) or 0
             else:
                 deltas += 1
-                raw += BlobReader(txn, db["blob"]).size(aid)
+                raw += reader.size(aid)
+        if "chunk" in db:  # a chunked artifact's parts are stored bytes too
+            stored += sum(len(v) for v in txn.cursor(db=db["chunk"]).iternext(keys=False))
         ci = CheckinIndex(txn, db)
         out.update(
             artifacts=whole + deltas,

@@ -38,9 +38,12 @@ class ArtifactStream(io.RawIOBase):
             elif kind == blobs.RAW:
                 self._source = io.BytesIO()
                 self._view = stored[1:]
+            elif kind == blobs.CHUNKED:
+                self._source = _Parts(BlobReader(self._snapshot.txn, env.db), aid,
+                                      bytes(stored))
             else:
                 with Snapshot(env) as plain:  # BlobReader wants bytes, not map views
-                    self._source = io.BytesIO(BlobReader(plain, env.db["blob"]).content(aid))
+                    self._source = io.BytesIO(BlobReader(plain, env.db).content(aid))
         except BaseException:
             self._snapshot.close()
             raise
@@ -65,7 +68,7 @@ class ArtifactStream(io.RawIOBase):
         offset = max(offset, 0)
         if self._view is not None or self._frame is None:
             if self._view is None:
-                self._source.seek(offset)
+                offset = self._source.seek(offset)
             self._pos = offset
             return offset
         if offset < self._pos:
@@ -82,6 +85,8 @@ class ArtifactStream(io.RawIOBase):
     def _length(self) -> int:
         if self._view is not None:
             return len(self._view)
+        if isinstance(self._source, _Parts):
+            return self._source.size
         if self._frame is None:
             return len(self._source.getbuffer())
         size = zstandard.frame_content_size(self._frame)
@@ -109,3 +114,38 @@ class ArtifactStream(io.RawIOBase):
             self._source.close()
             self._snapshot.close()
         super().close()
+
+
+class _Parts:
+    """The bytes of a chunked artifact, one part in memory at a time (seeks go straight
+    to the part that holds the offset)."""
+
+    def __init__(self, reader: BlobReader, aid: bytes, stored: bytes):
+        self._reader, self._aid, self._stored = reader, aid, stored
+        self.size, self._part, _ = blobs.chunk_layout(stored, aid)
+        self._n, self._data, self._at = 0, b"", 0  # part number, its bytes, offset in them
+        self._load(0)
+
+    def _load(self, n: int) -> None:
+        self._n, self._at = n, 0
+        self._data = next(self._reader.parts(self._aid, self._stored, first=n), b"")
+
+    def read(self, n: int) -> bytes:
+        if self._at >= len(self._data):
+            if (self._n + 1) * self._part >= self.size:
+                return b""
+            self._load(self._n + 1)
+        out = self._data[self._at:self._at + n]
+        self._at += len(out)
+        return out
+
+    def seek(self, offset: int) -> int:
+        offset = min(offset, self.size)
+        n = min(offset // self._part, max(0, -(-self.size // self._part) - 1))
+        if n != self._n:
+            self._load(n)
+        self._at = offset - n * self._part
+        return offset
+
+    def close(self) -> None:
+        self._data = b""

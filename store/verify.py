@@ -10,6 +10,7 @@ child killed by a signal, or ending without finishing, into a problem line.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -24,9 +25,9 @@ from dataclasses import dataclass, field
 
 import lmdb
 
-from herofossil.errors import HeroFossilError, StoreError
+from herofossil.errors import HeroFossilError, IntegrityError, StoreError
 from herofossil.store import blobs as blobfmt
-from herofossil.store.blobs import artifact_id, pack_u64, unpack_u64
+from herofossil.store.blobs import BlobReader, artifact_id, pack_u64, unpack_u64
 from herofossil.store.checkins import INDEXED, _decode_record, _encode_record
 from herofossil.store.lmdbenv import is_store
 from herofossil.store.schema import ALL_TABLES, LOCAL_TABLES, lmdb_open
@@ -55,6 +56,7 @@ class VerifyReport:
     artifacts: int = 0
     checkins: int = 0
     phantoms: int = 0
+    loose_parts: int = 0  # parts of large artifacts that no artifact names (compact drops them)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -280,10 +282,15 @@ def _decode(table: str, key: bytes, value: bytes):
     if table == "blob":
         _id(key, "key")
         kind = value[:1]
-        if kind not in (blobfmt.WHOLE, blobfmt.RAW, *blobfmt.DELTAS):
+        if kind not in (blobfmt.WHOLE, blobfmt.RAW, blobfmt.CHUNKED, *blobfmt.DELTAS):
             raise _Bad(f"unknown stored form {kind!r}")
         if kind in blobfmt.DELTAS and len(value) < 1 + blobfmt.ID_LEN:
             raise _Bad("delta form too short for its base id")
+        if kind == blobfmt.CHUNKED:
+            try:
+                blobfmt.chunk_layout(value, key)
+            except HeroFossilError as exc:
+                raise _Bad(str(exc)) from exc
         return None
     return None  # meta: not derived, only read
 
@@ -392,6 +399,7 @@ class _Checker:
         self.rebuilt = False  # the scratch holds the rebuilt local tables
         self.max_seq = {"seq": 0, "cseq": 0}
         self.bad_artifacts = _Lines(emit, "blob", RESTORE)
+        self.loose_parts = 0
 
     # ---- reading the store
     def items(self, table: str) -> Iterator:
@@ -436,6 +444,7 @@ class _Checker:
         try:
             senv = self.copy_artifacts()
             self.rebuild()
+            self.check_parts()
             for i, table in enumerate((*LOCAL_TABLES, "meta"), 1):
                 lines = _Lines(self.emit, table)
                 try:
@@ -449,7 +458,7 @@ class _Checker:
                 self.stxn.abort()
             if senv is not None:
                 senv.close()
-        counts = {}
+        counts = {"loose_parts": self.loose_parts}
         for name, table in (("artifacts", "blob"), ("checkins", "checkin"),
                             ("phantoms", "phantom")):
             try:
@@ -544,15 +553,51 @@ class _Checker:
         """Re-hash the copied artifacts that no rebuild reached."""
         from herofossil.store.maintenance import _ContentCache
 
-        reader = _ContentCache(self.stxn, self.sdb["blob"])
+        reader = _ContentCache(self.stxn, self.sdb)
         self.emit.doing("re-hashing the artifacts")
-        for aid in self.stxn.cursor(db=self.sdb["blob"]).iternext(values=False):
-            if aid in hashed or not (self.complete or self.copied_chain(aid)):
-                continue
+        for aid, stored in self.stxn.cursor(db=self.sdb["blob"]):
+            if aid in hashed or blobfmt.is_chunked(stored) or not (
+                    self.complete or self.copied_chain(aid)):
+                continue  # chunked: ``check_parts`` hashes them
             try:
                 check(aid, reader.content(aid), None)
             except HeroFossilError as exc:
                 check(aid, None, exc)
+
+    def check_parts(self) -> None:
+        """Hash every large artifact part by part (each part against its id, the whole
+        against the artifact's), from the store's own ``chunk`` table; count the parts
+        no artifact names."""
+        if "chunk" not in self.db:  # made by an earlier release: nothing is chunked
+            return
+        lines = _Lines(self.emit, "chunk", RESTORE)
+        self.emit.doing("hashing the parts of large artifacts")
+        named: set[bytes] = set()
+        try:
+            reader = BlobReader(self.txn, self.db)
+            for aid, stored in self.txn.cursor(db=self.db["blob"]):
+                if not blobfmt.is_chunked(stored):
+                    continue
+                aid, stored = bytes(aid), bytes(stored)
+                whole = hashlib.sha3_256()
+                try:
+                    ids = blobfmt.chunk_layout(stored, aid)[2]
+                    named.update(ids)
+                    for cid, data in zip(ids, reader.parts(aid, stored), strict=True):
+                        if artifact_id(data) != cid:
+                            raise IntegrityError(f"artifact {aid.hex()}: part {cid.hex()} "
+                                                 "does not match its hash")
+                        whole.update(data)
+                except HeroFossilError as exc:
+                    lines.add(str(exc))
+                    continue
+                if whole.digest() != aid:
+                    lines.add(f"artifact {aid.hex()}: content does not match its hash")
+            self.loose_parts = sum(1 for cid in self.txn.cursor(db=self.db["chunk"])
+                                   .iternext(values=False) if cid not in named)
+        except lmdb.Error as exc:
+            self.damaged("chunk", exc)
+        lines.close()
 
     def artifacts(self):
         """(transaction, table) to look artifacts up in: the copy, once it is complete."""
@@ -745,7 +790,7 @@ class _Checker:
         from herofossil.store.maintenance import _ContentCache
 
         try:
-            m = MANIFESTS.manifest(_ContentCache(self.stxn, self.sdb["blob"]), cid)
+            m = MANIFESTS.manifest(_ContentCache(self.stxn, self.sdb), cid)
         except HeroFossilError:
             return False
         return any(card.name == path for card in m.files)

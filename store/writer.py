@@ -31,6 +31,7 @@ from herofossil.store.changes import (
     check_expect,
 )
 from herofossil.store.checkins import MANIFESTS, Checkin, CheckinIndex
+from herofossil.store.chunks import Staged
 from herofossil.store.crosslink import crosslink, fill_tree, tree_kept_at
 from herofossil.store.paths import DIR_MARKER, is_under, normalize
 from herofossil.store.tree import Tree, check_perm, refuse_folder
@@ -141,12 +142,17 @@ class _Pending:
 
     def _put(self, ch: Put) -> None:
         path = normalize(ch.path)
-        data = _as_bytes(ch.data)
+        staged = ch.data if isinstance(ch.data, Staged) else None
+        data = None if staged else _as_bytes(ch.data)
         entry = self.tree.get(path)
         refuse_folder(path, entry)
         current = bytes.fromhex(entry.id) if entry else None
         _check_expect(path, ch.expect, current)
         perm = check_perm(ch.perm if ch.perm is not None else (entry.perm if entry else ""))
+        if staged is not None:  # stored in parts already, never a delta
+            aid, _ = self.aw.add_staged(staged)
+            self.put(path, aid, perm, staged.size, entry)
+            return
         aid, added = self.aw.add(data)
         if added and current is not None:
             self.replaced.append((current, aid, data))

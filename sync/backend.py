@@ -687,11 +687,11 @@ class SyncBackend:
             cur = txn.cursor(db=self.env.db["seq"])
             if cur.set_range(pack_u64(seq + 1)):
                 for key, aid in cur:
-                    stored = txn.get(aid, db=blob)
+                    stored = _portable(txn, self.env.db, aid, txn.get(aid, db=blob))
                     reached = unpack_u64(key)
                     if stored is None:
                         continue
-                    out.append((reached, bytes(aid), bytes(stored)))
+                    out.append((reached, bytes(aid), stored))
                     size += len(stored)
                     if size >= max_bytes:
                         break
@@ -719,8 +719,9 @@ class SyncBackend:
         """The stored forms of those of ``aids`` this store holds, from one snapshot."""
         with self.env.read() as txn:
             blob = self.env.db["blob"]
-            found = ((aid, txn.get(aid, db=blob)) for aid in aids)
-            return {aid: bytes(s) for aid, s in found if s is not None}
+            found = ((aid, _portable(txn, self.env.db, aid, txn.get(aid, db=blob)))
+                     for aid in aids)
+            return {aid: s for aid, s in found if s is not None}
 
     def contents(self, aids) -> dict[bytes, bytes]:
         """The bytes of those of ``aids`` this store holds (delta chains followed)."""
@@ -728,7 +729,7 @@ class SyncBackend:
 
         out = {}
         with self.env.read() as txn:
-            reader = BlobReader(txn, self.env.db["blob"])
+            reader = BlobReader(txn, self.env.db)
             for aid in aids:
                 if reader.has(aid):
                     out[aid] = reader.content(aid)
@@ -743,3 +744,15 @@ class SyncBackend:
         if got.checkins:
             self.join_forks()
         return got
+
+
+def _portable(txn, dbs, aid: bytes, stored: bytes | None) -> bytes | None:
+    """A stored form a peer can take as it is: an artifact kept in parts goes whole."""
+    from herofossil.store import blobs
+    from herofossil.store.blobs import BlobReader
+
+    if stored is None:
+        return None
+    if blobs.is_chunked(stored):
+        return blobs.encode_whole(BlobReader(txn, dbs).content(bytes(aid)))
+    return bytes(stored)

@@ -51,7 +51,7 @@ def test_artifacts_arriving_in_any_order_are_indexed_as_the_writes_indexed_them(
     source = herofossil.open(tmp_path / "a", create=True)
     _history(source)
     with source._env.read() as txn:
-        reader = BlobReader(txn, source._env.db["blob"])
+        reader = BlobReader(txn, source._env.db)
         artifacts = [(aid, reader.content(aid)) for aid in
                      txn.cursor(db=source._env.db["blob"]).iternext(values=False)]
     random.Random(seed).shuffle(artifacts)
@@ -197,6 +197,6 @@ def test_a_whole_version_becomes_a_delta_on_a_version_that_is_a_delta_itself(tmp
 
     a = repo._env.write(link)
     with repo._env.read() as txn:
-        assert BlobReader(txn, repo._env.db["blob"]).content(a) == side
+        assert BlobReader(txn, repo._env.db).content(a) == side
     assert repo.read("v0.txt") == side and repo.verify().ok
     repo.close()

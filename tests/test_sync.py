@@ -726,3 +726,39 @@ def test_a_clone_in_many_chunks_derives_what_the_source_has(tmp_path, serve):
     assert copy.log("f3.bin", at="side", limit=1000) != []
     assert copy.verify().ok
     copy.close()
+
+
+def test_repo_pull_push_and_sync_take_a_url_or_a_saved_peer_and_return_the_report(
+        tmp_path, serve):
+    from herofossil.errors import NotFoundError
+
+    with herofossil.open(tmp_path / "a", create=True) as a:
+        a.write("a.txt", b"from a\n")
+    srv = serve(tmp_path / "a")
+    b = herofossil.clone(srv.url, tmp_path / "b")
+    try:
+        assert b.read("a.txt") == b"from a\n"
+        b.write("b.txt", b"from b\n")
+        pushed = b.push(srv.url)
+        assert pushed.artifacts_sent >= 2 and pushed.artifacts_received == 0
+        assert pushed.round_trips >= 1 and pushed.bytes_sent > 0
+        with herofossil.open(tmp_path / "a") as a:
+            assert a.read("b.txt") == b"from b\n"
+            a.write("a.txt", b"a again\n")
+        pulled = b.pull(srv.url)
+        assert pulled.artifacts_sent == 0 and pulled.checkins_new == 1
+        assert b.read("a.txt") == b"a again\n"
+        from herofossil.sync import peers  # the saved-peer form: a name, not the URL
+
+        peers.add(b, "origin", srv.url)
+        quiet = b.sync("origin")
+        assert quiet.round_trips == 1 and quiet.artifacts_sent == quiet.artifacts_received == 0
+        assert peers.list_peers(b)[0].last_sync is not None
+        with pytest.raises(NotFoundError, match="no peer named"):
+            b.pull("nowhere")
+        srv.stop()
+        with pytest.raises(SyncError, match="cannot reach"):
+            b.sync("origin")
+        assert "cannot reach" in peers.list_peers(b)[0].last_error
+    finally:
+        b.close()

@@ -134,6 +134,14 @@ class Attackers:
             sock.sendall(b"PUT /stalled%d.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                          b"Content-Length: %d\r\n\r\n" % (i, length) + b"x" * sent)
 
+    def non_readers(self, n: int, path: str) -> None:
+        """Ask for ``path`` (larger than the socket buffers) and never read the answer:
+        the worker sending it blocks until its write times out."""
+        for _ in range(n):
+            sock = self._open()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
+
     def start(self) -> Attackers:
         self._thread.start()
         return self
@@ -164,9 +172,34 @@ class Attackers:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         for sock in self.socks:
             sock.close()
+
+
+@pytest.mark.slow
+def test_clients_that_never_read_their_answers_leave_other_addresses_answered(tmp_path):
+    store = str(tmp_path / "store")
+    with herofossil.open(store, create=True) as repo:
+        repo.commit([Put("a.txt", A_TXT), Put("big.bin", bytes(range(256)) * (96 << 12))],
+                    message="seed")  # 24 MiB: far more than a socket's buffers
+    with ServeProcess(store) as srv:
+        attackers = Attackers(Client(srv.url))
+        try:
+            attackers.non_readers(50, "/big.bin")  # all from 127.0.0.1: its lane fills
+            time.sleep(1.5)
+            other = Client(srv.url, source="127.0.0.2")
+            for i in range(3):
+                status, took = other.timed("GET", "/a.txt")
+                assert status == 200 and took < 1.0, (status, took)
+                status, took = other.timed("PUT", f"/legit{i}.txt", b"legit")
+                assert status == 201 and took < 1.0, (status, took)
+        finally:
+            attackers.close()
+        with herofossil.open(store) as repo:
+            assert {f"legit{i}.txt" for i in range(3)} <= set(repo.files())
+    verify(store)
 
 
 @pytest.mark.slow

@@ -7,15 +7,18 @@ in ``--help``); a traceback appears only for bugs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import os
+import shutil
 import sys
 import time
 
 import herofossil
 from herofossil import errors
 from herofossil.progress import Progress
+from herofossil.store.blobs import LARGE
 
 EPILOG = """\
 The store is STORE (-R), else $HEROFOSSIL_REPO, else the embedded default
@@ -76,25 +79,29 @@ def cmd_init(args):
 
 
 def cmd_put(args):
+    # A stream: a large file is stored part by part as it is read (bounded memory).
     if args.file in (None, "-"):
-        data = sys.stdin.buffer.read()
+        source = contextlib.nullcontext(sys.stdin.buffer)
     else:
         try:
-            with open(args.file, "rb") as f:
-                data = f.read()
+            source = open(args.file, "rb")  # noqa: SIM115 (closed by the with below)
         except OSError as exc:
             raise errors.NotFoundError(f"cannot read {args.file}: {exc.strerror}") from exc
     perm = "x" if args.executable else None
-    with _repo(args) as repo:
-        ci = repo.write(args.path, data, expect=args.expect, perm=perm, message=args.message,
-                        branch=args.branch, user=args.user)
+    with source as stream, _repo(args) as repo:
+        ci = repo.write(args.path, stream, expect=args.expect, perm=perm,
+                        message=args.message, branch=args.branch, user=args.user)
     _report(ci, args.path)
 
 
 def cmd_cat(args):
     with _repo(args, readonly=True) as repo:
-        data = repo.read(args.path, at=args.at)
-    sys.stdout.buffer.write(data)
+        entry = repo.stat(args.path, at=args.at)
+        if entry.is_dir or entry.size < LARGE:
+            sys.stdout.buffer.write(repo.read(args.path, at=args.at))
+        else:  # a large file part by part, in bounded memory
+            with repo.plumbing.open_artifact(entry.id) as stream:
+                shutil.copyfileobj(stream, sys.stdout.buffer, 1 << 20)
     sys.stdout.flush()
 
 
@@ -250,7 +257,9 @@ def cmd_verify(args):
         raise errors.IntegrityError(f"verify found {len(report.problems)} problems: the store "
                                     "is damaged (see above)")
     _out(f"ok: {report.artifacts} artifacts, {report.checkins} check-ins verified"
-         + (f", {report.phantoms} phantoms" if report.phantoms else ""))
+         + (f", {report.phantoms} phantoms" if report.phantoms else "")
+         + (f", {report.loose_parts} loose parts of cut or refused uploads (compact drops "
+            "them)" if report.loose_parts else ""))
 
 
 def cmd_rebuild(args):
@@ -670,8 +679,8 @@ def _maintenance_commands(cmd) -> None:
     sp.add_argument("ref", nargs="?", help="version to check (default: trunk's tip)")
     cmd("verify", cmd_verify, "re-hash every artifact and check every index")
     cmd("rebuild", cmd_rebuild, "regenerate all indexes from the artifacts")
-    cmd("compact", cmd_compact, "rewrite the store densely, without LMDB's free pages (only "
-        "when no other process has it open)")
+    cmd("compact", cmd_compact, "rewrite the store densely, without LMDB's free pages and "
+        "the loose parts of cut uploads (only when no other process has it open)")
     sp = cmd("stats", cmd_stats, "counts and sizes")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--tables", action="store_true",

@@ -37,3 +37,27 @@ class Repo(StoreRepo):
         from herofossil import config
 
         return config.check_version(self, at)
+
+    # ---- peer sync (``herofossil.sync``)
+    def pull(self, peer: str, *, progress=None):
+        """Fetch what the peer (a saved name or a URL; ``fossil+http://`` for a Fossil
+        server) has and this store lacks; returns the ``Report`` (round trips, bytes,
+        artifacts each way, new check-ins). Raises ``SyncError``."""
+        return self._exchange(peer, pull=True, push=False, progress=progress)
+
+    def push(self, peer: str, *, progress=None):
+        """Send what this store has and the peer lacks; returns the ``Report``."""
+        return self._exchange(peer, pull=False, push=True, progress=progress)
+
+    def sync(self, peer: str, *, progress=None):
+        """Pull and push with the peer in one exchange; returns the ``Report``."""
+        return self._exchange(peer, pull=True, push=True, progress=progress)
+
+    def _exchange(self, peer: str, *, pull: bool, push: bool, progress):
+        from herofossil.sync import peers
+
+        ((_, result),) = peers.sync_each(self, [peer], pull=pull, push=push,
+                                         progress=progress)
+        if isinstance(result, BaseException):
+            raise result
+        return result

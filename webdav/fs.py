@@ -26,12 +26,14 @@ from wsgidav.dav_error import (
     HTTP_METHOD_NOT_ALLOWED,
     HTTP_NOT_FOUND,
     HTTP_PRECONDITION_FAILED,
+    HTTP_REQUEST_ENTITY_TOO_LARGE,
     DAVError,
 )
 
 from herofossil import errors
-from herofossil.store.blobs import artifact_hex
+from herofossil.store.blobs import LARGE, artifact_hex
 from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, PutArtifact, Rename
+from herofossil.store.chunks import Staged
 from herofossil.store.paths import is_under, normalize
 from herofossil.store.refs import parse_date
 from herofossil.store.tree import Entry
@@ -301,17 +303,24 @@ class RepoFS:
         except errors.HeroFossilError as exc:
             raise dav_error(exc) from exc
 
-    def put(self, res: FileResource, data: bytes) -> None:
-        """PUT: store ``data`` at ``res`` (noise goes to the metadata, not to history)."""
+    def put(self, res: FileResource, data: bytes | Staged) -> None:
+        """PUT: store ``data`` (bytes, or a large body's parts already stored) at ``res``
+        (noise goes to the metadata, not to history)."""
         loc, env = res.loc, res.environ
         if res.is_noise:
+            if isinstance(data, Staged):
+                raise DAVError(HTTP_REQUEST_ENTITY_TOO_LARGE, "a file of this name is kept "
+                               f"outside history, up to {LARGE >> 20} MiB; nothing was stored")
             self.noise_put(loc, data, expect_from(env, res.get_etag()))
             res.noise = self.noise.get(loc.branch, loc.path)
             return
         expect = expect_from(env, res.entry.id if res.entry is not None else None)
         self.commit(env, loc, [Put(loc.path, data, None, expect)], loc.url)
-        aid = artifact_hex(data)
-        res.entry = Entry(loc.path, False, aid, size=len(data), mtime=time.time())
+        if isinstance(data, Staged):
+            aid, size = data.aid.hex(), data.size
+        else:
+            aid, size = artifact_hex(data), len(data)
+        res.entry = Entry(loc.path, False, aid, size=size, mtime=time.time())
 
     def create_file(self, folder: FolderResource, name: str) -> FileResource:
         """A new file: pending for PUT (written by ``put``); empty at once for LOCK."""

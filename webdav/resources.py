@@ -7,44 +7,44 @@ provider's ``fs`` (``RepoFS``), which turns one request into one check-in.
 from __future__ import annotations
 
 import io
-import tempfile
 from urllib.parse import quote
 
 from wsgidav import util
 from wsgidav.dav_error import HTTP_FORBIDDEN, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
+from herofossil.store import chunks
 from herofossil.webdav import routes
-
-_SPOOL = 8 << 20  # uploads up to 8 MiB stay in memory, larger ones go to a temp file
 
 
 class Upload:
-    """The body of a PUT, spooled until ``end_write`` commits it.
+    """The body of a PUT as it arrives: a large one is stored part by part at once
+    (``chunks.Stager``: memory holds at most ``blobs.LARGE`` bytes of it), and
+    ``end_write`` makes the check-in that names it.
 
     wsgidav closes the stream before ``end_write``; ``close`` therefore keeps
-    the data, and ``discard`` drops it.
+    what arrived, and ``discard`` gives it up.
     """
 
-    def __init__(self):
-        self._f = tempfile.SpooledTemporaryFile(max_size=_SPOOL)
+    def __init__(self, env):
+        self._stager = chunks.Stager(env)
 
     def write(self, data: bytes) -> None:
-        self._f.write(data)
+        self._stager.push(data)
 
-    def writelines(self, chunks) -> None:
-        for data in chunks:
-            self._f.write(data)
+    def writelines(self, chunks_) -> None:
+        for data in chunks_:
+            self._stager.push(data)
 
     def close(self) -> None:
-        """Kept open on purpose: ``end_write`` still reads the data."""
+        """Kept open on purpose: ``end_write`` still takes what arrived."""
 
-    def getvalue(self) -> bytes:
-        self._f.seek(0)
-        return self._f.read()
+    def finish(self) -> bytes | chunks.Staged:
+        """The whole body: its bytes, or the parts already stored (``chunks.Staged``)."""
+        return self._stager.finish()
 
     def discard(self) -> None:
-        self._f.close()
+        self._stager.discard()
 
 
 class _Writable:
@@ -128,7 +128,7 @@ class FileResource(_Writable, DAVNonCollection):
 
     def begin_write(self, *, content_type=None):
         self.provider.fs.require_write(self.loc, self.environ)
-        self._upload = Upload()
+        self._upload = Upload(self.provider.fs.repo._env)
         return self._upload
 
     def end_write(self, *, with_errors):
@@ -137,7 +137,7 @@ class FileResource(_Writable, DAVNonCollection):
             return
         try:
             if not with_errors:
-                self.provider.fs.put(self, upload.getvalue())
+                self.provider.fs.put(self, upload.finish())
         finally:
             upload.discard()
 

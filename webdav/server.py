@@ -12,7 +12,10 @@ a larger or chunked body is read by a worker, at most ``THREADS - RESERVED``
 at once, with a deadline that grows with what arrived (``BODY_RATE`` bytes
 a second after ``TIMEOUT`` seconds of grace); a PROPFIND, whose listing is
 built in memory, runs at most ``LISTINGS`` at once. So a flood of either
-leaves workers, and a share of the CPU, to a GET or a small PUT. The
+leaves workers, and a share of the CPU, to a GET or a small PUT. Every
+request also runs in its client address's lane, ``THREADS - OTHERS`` wide:
+one address (clients that never read their responses hold a worker until a
+write times out, ``TIMEOUT``) never takes the last workers from the others. The
 request parser is strict where cheroot is lenient: duplicate or malformed
 ``Content-Length``, both ``Content-Length`` and ``Transfer-Encoding``, and
 malformed chunk sizes are a 400 before the application runs.
@@ -47,6 +50,7 @@ from herofossil.webdav.provider import RepoProvider
 DEFAULT_PORT = 8023
 THREADS = 32  # worker threads; each costs ~8 MiB of address space, ~64 KiB resident
 RESERVED = 8  # workers a streamed body never takes: ready requests always find one
+OTHERS = 4  # workers the requests of one client address never take: other addresses' own
 LISTINGS = 4  # PROPFINDs at once: more only share 2 cores and hold more listings
 TIMEOUT = 10  # seconds: one socket read or write; a whole head; a body's grace
 BODY_RATE = 16 * 1024  # bytes/s a streamed body must average after its grace
@@ -286,14 +290,16 @@ def _body_to_gather(data: bytearray, head_end: int) -> int | None:
 
 
 class _Lane:
-    """Requests of one kind: how many may run at once, how many do, who waits."""
+    """Requests of one kind, or of one client address: how many may run at once, how
+    many do, who waits."""
 
-    __slots__ = ("width", "running", "waiting")
+    __slots__ = ("width", "running", "waiting", "address")
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, address: str | None = None):
         self.width = width
         self.running = 0
         self.waiting: deque[_Connection] = deque()
+        self.address = address  # an address's lane (dropped when nothing runs in it)
 
 
 class _Connection(cheroot_server.HTTPConnection):
@@ -307,7 +313,8 @@ class _Connection(cheroot_server.HTTPConnection):
         self.needs: int | None = -1  # -1: head not complete; None: stream the body
         self.started: float | None = None
         self.address: str | None = None
-        self.lane: _Lane | None = None
+        self.lanes: list[_Lane] = []  # the lanes this request holds a place in
+        self.todo: list[_Lane] = []  # the lanes it must still enter before a worker runs it
 
     def gather(self) -> bool | None:
         """Read what the socket holds; True when the request is ready, False when more
@@ -342,7 +349,8 @@ class _Connection(cheroot_server.HTTPConnection):
         return self.needs is None or len(self.pending) >= self.needs
 
     def hand_over(self) -> str | None:
-        """Give the gathered bytes to the reader; the lane the request runs in, if any."""
+        """Give the gathered bytes to the reader; the kind lane the request runs in, if
+        any (every request runs in its address's lane too)."""
         lane = None
         if self.needs is None:
             lane = "stream"
@@ -357,8 +365,8 @@ class _Connection(cheroot_server.HTTPConnection):
         try:
             return super().communicate()
         finally:
-            if self.lane is not None:
-                lane, self.lane = self.lane, None
+            held, self.lanes = self.lanes, []
+            for lane in reversed(held):
                 self.server.lane_done(lane)
 
     def close(self):
@@ -380,6 +388,8 @@ class HardenedServer(wsgi.Server):
         self.keep_alive_conn_limit = MAX_CONNECTIONS
         self._lanes = {"stream": _Lane(max(1, threads - RESERVED)),
                        "listing": _Lane(min(LISTINGS, threads))}
+        self._address_width = max(1, threads - OTHERS)
+        self._address_lanes: dict[str, _Lane] = {}  # only while one of its requests runs
         self._per_address: dict[str, int] = {}
         self._open = 0
         self._guard = threading.Lock()
@@ -405,15 +415,28 @@ class HardenedServer(wsgi.Server):
                 conn.close()
             return
         name = conn.hand_over()
-        if name is not None:
-            lane = self._lanes[name]
-            with self._guard:
-                if lane.running >= lane.width:
-                    lane.waiting.append(conn)
-                    return
-                lane.running += 1
-            conn.lane = lane
-        super().process_conn(conn)
+        with self._guard:
+            lane = self._address_lanes.get(conn.address)
+            if lane is None:
+                lane = self._address_lanes[conn.address] = _Lane(self._address_width,
+                                                                 conn.address)
+            # The kind lane first: a request waiting there holds no place of its address.
+            conn.todo = [lane] if name is None else [self._lanes[name], lane]
+            ready = self._enter(conn)
+        if ready:
+            super().process_conn(conn)
+
+    def _enter(self, conn: _Connection) -> bool:
+        """Take ``conn`` through the lanes it must still enter (the guard held); False
+        when it waits in one (it goes on when a place there is given back)."""
+        while conn.todo:
+            lane = conn.todo[0]
+            if lane.running >= lane.width:
+                lane.waiting.append(conn)
+                return False
+            lane.running += 1
+            conn.lanes.append(conn.todo.pop(0))
+        return True
 
     def _admit(self, conn: _Connection) -> bool:
         address = conn.remote_addr or ""
@@ -437,20 +460,26 @@ class HardenedServer(wsgi.Server):
                 self._per_address.pop(address, None)
 
     def lane_done(self, lane: _Lane) -> None:
-        """A request in ``lane`` ended: its place goes to the oldest one waiting."""
+        """A request in ``lane`` ended: its place goes to the oldest one waiting, which
+        a worker runs once it is through every lane it needs."""
         with self._guard:
             if not lane.waiting:
                 lane.running -= 1
+                if not lane.running and lane.address is not None:
+                    self._address_lanes.pop(lane.address, None)
                 return
             conn = lane.waiting.popleft()
-        conn.lane = lane
-        cheroot_server.HTTPServer.process_conn(self, conn)
+            conn.lanes.append(conn.todo.pop(0))  # the place passes on: running unchanged
+            ready = self._enter(conn)
+        if ready:
+            cheroot_server.HTTPServer.process_conn(self, conn)
+
 
     def stop(self):
         super().stop()
         waiting = []
         with self._guard:
-            for lane in self._lanes.values():
+            for lane in [*self._lanes.values(), *self._address_lanes.values()]:
                 waiting += lane.waiting
                 lane.waiting.clear()
         for conn in waiting:
