@@ -269,7 +269,7 @@ class ArtifactWriter(BlobReader):
             target_data = blobs.decode_whole(target_stored, target)
         if len(target_data) < blobs.MIN_DELTA_SIZE:
             return False
-        d = delta_policy.create(self.content(base), target_data)
+        d = delta_policy.create(self.known(base) or self.content(base), target_data)
         if d is None:
             return False
         stored = blobs.encode_delta(base, d)

@@ -361,3 +361,34 @@ def test_cli_put_under_a_fault_exits_with_one_line_and_writes_nothing(shim, tmp_
     cli("put", "after.txt", input=b"after\n")
     assert cli("cat", "after.txt").stdout == b"after\n"
     assert cli("verify").returncode == 0
+
+
+@linux_only
+@pytest.mark.parametrize("kind,err,n", [("write", "ENOSPC", 2), ("sync", "EIO", 5),
+                                        ("sync", "ENOSPC", 11)])
+def test_a_large_streamed_put_under_a_fault_names_nothing_and_loses_nothing(
+        shim, tmp_path, cli, store_path, kind, err, n):
+    """A 26 MiB file goes in as 7 parts, each its own durable commit, then the check-in:
+    a fault at any of those commits fails the put with one line; the parts stored before
+    it are loose (verify counts them, compact drops them), nothing else changed."""
+    from herofossil.store import blobs
+
+    cli("init")
+    cli("put", "kept.txt", input=b"kept\n")
+    big = hashlib.shake_256(b"big").digest(blobs.LARGE + 10 * (1 << 20))
+    env = powerloss.shim_env(shim, [_data_file(store_path)], kind=kind, n=n, errno=err)
+    proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store_path), "put",
+                           "big.bin"], input=big, env=env, capture_output=True)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == StoreError.exit_code, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert cli("cat", "big.bin", check=False).returncode != 0
+    assert cli("cat", "kept.txt").stdout == b"kept\n"
+    with herofossil.open(str(store_path)) as repo:
+        report = repo.verify()
+        assert report.ok, report.problems
+        repo.compact()
+        assert repo.verify().loose_parts == 0
+    cli("put", "big.bin", input=big)  # the fault is over: the same upload goes in whole
+    assert _sha(cli("cat", "big.bin").stdout) == _sha(big)
+    assert cli("verify").returncode == 0
