@@ -240,6 +240,23 @@ def test_a_webdav_put_streams_into_the_store_in_bounded_memory(tmp_path):
         assert repo.stat("big.bin").id == src.sha.hexdigest() and repo.verify().ok
 
 
+def test_a_large_body_for_a_name_kept_outside_history_is_refused_with_413(tmp_path):
+    # Noise files (.DS_Store, ~$*.docx...) live in the metadata, whole: up to LARGE bytes.
+    store = str(tmp_path / "s")
+    with herofossil.open(store, create=True) as repo:
+        repo.write("a.txt", b"a\n")
+        before = repo.log()[0].id
+    with ServeProcess(store) as srv:
+        url = urlsplit(srv.url)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        conn.request("PUT", "/.DS_Store", body=_data(blobs.LARGE + MiB))
+        resp = conn.getresponse()
+        assert resp.status == 413 and b"outside history" in resp.read()
+        conn.close()
+    with herofossil.open(store) as repo:
+        assert repo.log()[0].id == before and repo.verify().ok
+
+
 @pytest.mark.slow
 def test_a_sigkill_during_a_large_upload_loses_nothing_and_compact_drops_its_parts(tmp_path):
     store = tmp_path / "s"

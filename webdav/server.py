@@ -314,7 +314,7 @@ class _Connection(cheroot_server.HTTPConnection):
         self.started: float | None = None
         self.address: str | None = None
         self.lanes: list[_Lane] = []  # the lanes this request holds a place in
-        self.todo: list[_Lane] = []  # the lanes it must still enter before a worker runs it
+        self.todo: list = []  # the lanes (or its address, for its lane) still to enter
 
     def gather(self) -> bool | None:
         """Read what the socket holds; True when the request is ready, False when more
@@ -416,12 +416,9 @@ class HardenedServer(wsgi.Server):
             return
         name = conn.hand_over()
         with self._guard:
-            lane = self._address_lanes.get(conn.address)
-            if lane is None:
-                lane = self._address_lanes[conn.address] = _Lane(self._address_width,
-                                                                 conn.address)
             # The kind lane first: a request waiting there holds no place of its address.
-            conn.todo = [lane] if name is None else [self._lanes[name], lane]
+            # The address's lane is looked up on entry (it exists only while in use).
+            conn.todo = [conn.address] if name is None else [self._lanes[name], conn.address]
             ready = self._enter(conn)
         if ready:
             super().process_conn(conn)
@@ -431,6 +428,12 @@ class HardenedServer(wsgi.Server):
         when it waits in one (it goes on when a place there is given back)."""
         while conn.todo:
             lane = conn.todo[0]
+            if not isinstance(lane, _Lane):  # a client address
+                lane = self._address_lanes.get(lane)
+                if lane is None:
+                    lane = self._address_lanes[conn.todo[0]] = _Lane(self._address_width,
+                                                                     conn.todo[0])
+                conn.todo[0] = lane
             if lane.running >= lane.width:
                 lane.waiting.append(conn)
                 return False
@@ -465,15 +468,14 @@ class HardenedServer(wsgi.Server):
         with self._guard:
             if not lane.waiting:
                 lane.running -= 1
-                if not lane.running and lane.address is not None:
-                    self._address_lanes.pop(lane.address, None)
+                if not lane.running and self._address_lanes.get(lane.address) is lane:
+                    del self._address_lanes[lane.address]
                 return
             conn = lane.waiting.popleft()
             conn.lanes.append(conn.todo.pop(0))  # the place passes on: running unchanged
             ready = self._enter(conn)
         if ready:
             cheroot_server.HTTPServer.process_conn(self, conn)
-
 
     def stop(self):
         super().stop()
