@@ -188,11 +188,10 @@ class BlobReader:
     """Reconstructs artifacts from their stored forms inside one transaction (``dbs``:
     the store's tables, of which it reads ``blob`` and ``chunk``)."""
 
-    def __init__(self, txn, dbs, chunk_txn=None):
+    def __init__(self, txn, dbs):
         self.txn = txn
         self.db = dbs["blob"]
         self.chunk_db = dbs.get("chunk")
-        self.chunk_txn = chunk_txn or txn  # verify reads parts from the store, not its copy
 
     def stored(self, aid: bytes) -> bytes | None:
         """The stored form of ``aid``, or None."""
@@ -252,7 +251,7 @@ class BlobReader:
         size, part, ids = chunk_layout(stored, aid)
         for n in range(first, len(ids)):
             cid = ids[n]
-            raw = None if self.chunk_db is None else self.chunk_txn.get(cid, db=self.chunk_db)
+            raw = None if self.chunk_db is None else self.txn.get(cid, db=self.chunk_db)
             if raw is None:
                 raise IntegrityError(f"artifact {aid.hex()} lacks its part {cid.hex()}")
             data = decode_whole(raw, cid)

@@ -22,7 +22,6 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from herofossil.errors import StoreError
 from herofossil.store import blobs
 
 _live_lock = threading.Lock()
@@ -66,9 +65,10 @@ def split(data: bytes) -> list[bytes]:
     return [data[i:i + step] for i in range(0, len(data), step)]
 
 
-def put_part(txn, chunk_db, part: bytes) -> bytes:
-    """Store one part (unless an identical one is stored); returns its id."""
-    cid = blobs.artifact_id(part)
+def put_part(txn, chunk_db, part: bytes, cid: bytes | None = None) -> bytes:
+    """Store one part (unless an identical one is stored); returns its id (``cid``, when
+    the caller hashed it already)."""
+    cid = cid or blobs.artifact_id(part)
     if not txn.cursor(db=chunk_db).set_key(cid):  # (a get would read the value back)
         txn.put(cid, blobs.encode_whole(part), db=chunk_db)
     return cid
@@ -79,8 +79,8 @@ class Stager:
     one at once; ``finish`` gives its bytes (shorter than ``LARGE``) or a ``Staged``.
     Memory holds at most ``LARGE`` bytes of it."""
 
-    def __init__(self, env, limit: int | None = None):
-        self.env, self.limit = env, limit
+    def __init__(self, env):
+        self.env = env
         self._buf = bytearray()
         self._whole = hashlib.sha3_256()
         self._staged: Staged | None = None  # once the stream reached LARGE bytes
@@ -115,22 +115,19 @@ class Stager:
 
     def _store(self, part: bytes) -> None:
         staged = self._staged
-        if self.limit is not None and staged.size + len(part) > self.limit:
-            raise StoreError(f"the upload is larger than {self.limit} bytes; nothing was "
-                             "written")
         self._whole.update(part)
         cid = blobs.artifact_id(part)
         with _live_lock:  # held before it is stored: a compaction meanwhile keeps it
             _live[cid] += 1
         staged.parts.append(cid)
         staged.size += len(part)
-        self.env.write(lambda txn: put_part(txn, self.env.db["chunk"], part))
+        self.env.write(lambda txn: put_part(txn, self.env.db["chunk"], part, cid))
 
 
-def stage(env, stream, *, limit: int | None = None) -> bytes | Staged:
+def stage(env, stream) -> bytes | Staged:
     """Read ``stream`` (``read(n)``) to its end through a ``Stager``: its bytes when
     shorter than ``LARGE``, else a ``Staged`` whose parts are stored and durable."""
-    stager = Stager(env, limit)
+    stager = Stager(env)
     try:
         while data := stream.read(blobs.CHUNK_SIZE):
             stager.push(data)
@@ -140,10 +137,10 @@ def stage(env, stream, *, limit: int | None = None) -> bytes | Staged:
         raise
 
 
-def referenced(txn, blob_db) -> set[bytes]:
-    """Every part a stored artifact names."""
-    out: set[bytes] = set()
-    for aid, stored in txn.cursor(db=blob_db):
+def noting_parts(items, named: set[bytes]):
+    """``items`` ((id, stored form) of the ``blob`` table) as they are, adding to
+    ``named`` every part a chunked one names (compact copies and looks in one pass)."""
+    for aid, stored in items:
         if blobs.is_chunked(stored):
-            out.update(blobs.chunk_layout(stored, bytes(aid))[2])
-    return out
+            named.update(blobs.chunk_layout(stored, bytes(aid))[2])
+        yield aid, stored

@@ -306,12 +306,19 @@ class IdRanges:
         return count, fingerprint(total, count), [tuple(k) for k in kids]
 
 
-def _wire_form(stored: bytes, txn, dbs, aid: bytes) -> bytes:
-    """What to send for a stored form: as stored, but a whole artifact kept uncompressed
-    (the tip's manifest waits so for its successor) goes compressed when that is smaller,
-    and one kept in parts goes whole (the peer stores it as it stores any artifact)."""
+def portable(txn, dbs, aid: bytes, stored: bytes) -> bytes:
+    """A stored form a peer can take as it is (both protocols): an artifact kept in
+    parts goes whole, compressed; any other as stored."""
     if blobs.is_chunked(stored):
-        return blobs.encode_whole(BlobReader(txn, dbs).content(aid))
+        return blobs.encode_whole(BlobReader(txn, dbs).content(bytes(aid)))
+    return bytes(stored)
+
+
+def _wire_form(stored: bytes, txn, dbs, aid: bytes) -> bytes:
+    """What to send for a stored form: ``portable``'s, but a whole artifact kept
+    uncompressed (the tip's manifest waits so for its successor) goes compressed when
+    that is smaller."""
+    stored = portable(txn, dbs, aid, stored)
     if stored[:1] != blobs.RAW or len(stored) < 64:
         return stored
     packed = blobs.encode_whole(stored[1:], blobs.ZSTD_LEVEL_CARDS)

@@ -600,13 +600,16 @@ class StoreEnv:
         try:
             with self.read() as src, out.begin(write=True) as dst:
                 # Parts no artifact names (a cut or refused upload) are dropped, but not
-                # those an upload of this process staged and has yet to name.
-                keep = chunks.referenced(src, self.db["blob"]) | chunks.live_parts()
+                # those an upload of this process staged and has yet to name; ``blob`` is
+                # copied before ``chunk`` (ALL_TABLES), noting the parts it names.
+                keep = chunks.live_parts()
                 for name in ALL_TABLES:
                     target = out.open_db(name.encode(), txn=dst)
                     cur = dst.cursor(db=target)
                     items = src.cursor(db=self.db[name]).iternext()
-                    if name == "chunk":
+                    if name == "blob":
+                        items = chunks.noting_parts(items, keep)
+                    elif name == "chunk":
                         items = (item for item in items if item[0] in keep)
                     cur.putmulti(items, append=True)
             out.sync(True)

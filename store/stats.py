@@ -49,8 +49,9 @@ def stats(env) -> dict:
             else:
                 deltas += 1
                 raw += reader.size(aid)
-        if "chunk" in db:  # a chunked artifact's parts are stored bytes too
-            stored += sum(len(v) for v in txn.cursor(db=db["chunk"]).iternext(keys=False))
+        if "chunk" in db:  # parts are stored bytes too: their pages (reading every part
+            st = txn.stat(db["chunk"])  # would map every large file into this process)
+            stored += (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * st["psize"]
         ci = CheckinIndex(txn, db)
         out.update(
             artifacts=whole + deltas,

@@ -687,11 +687,12 @@ class SyncBackend:
             cur = txn.cursor(db=self.env.db["seq"])
             if cur.set_range(pack_u64(seq + 1)):
                 for key, aid in cur:
-                    stored = _portable(txn, self.env.db, aid, txn.get(aid, db=blob))
+                    stored = txn.get(aid, db=blob)
                     reached = unpack_u64(key)
                     if stored is None:
                         continue
-                    out.append((reached, bytes(aid), stored))
+                    out.append((reached, bytes(aid),
+                                exchange.portable(txn, self.env.db, aid, stored)))
                     size += len(stored)
                     if size >= max_bytes:
                         break
@@ -719,9 +720,9 @@ class SyncBackend:
         """The stored forms of those of ``aids`` this store holds, from one snapshot."""
         with self.env.read() as txn:
             blob = self.env.db["blob"]
-            found = ((aid, _portable(txn, self.env.db, aid, txn.get(aid, db=blob)))
-                     for aid in aids)
-            return {aid: s for aid, s in found if s is not None}
+            found = ((aid, txn.get(aid, db=blob)) for aid in aids)
+            return {aid: exchange.portable(txn, self.env.db, aid, s)
+                    for aid, s in found if s is not None}
 
     def contents(self, aids) -> dict[bytes, bytes]:
         """The bytes of those of ``aids`` this store holds (delta chains followed)."""
@@ -745,14 +746,3 @@ class SyncBackend:
             self.join_forks()
         return got
 
-
-def _portable(txn, dbs, aid: bytes, stored: bytes | None) -> bytes | None:
-    """A stored form a peer can take as it is: an artifact kept in parts goes whole."""
-    from herofossil.store import blobs
-    from herofossil.store.blobs import BlobReader
-
-    if stored is None:
-        return None
-    if blobs.is_chunked(stored):
-        return blobs.encode_whole(BlobReader(txn, dbs).content(bytes(aid)))
-    return bytes(stored)

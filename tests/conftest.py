@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
+import procs
 import pytest
 
 import herofossil
@@ -99,13 +99,7 @@ class SyncServer:
         return self.url.replace("http://", f"http://{name}:{password}@")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        procs.stop(self.proc)
 
 
 @pytest.fixture

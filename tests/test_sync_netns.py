@@ -8,7 +8,6 @@ import hashlib
 import json
 import random
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import netns
+import procs
 import pytest
 
 import herofossil
@@ -88,13 +88,8 @@ class NsServer:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            procs.stop(self.proc)
 
 
 @pytest.fixture

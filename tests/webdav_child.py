@@ -13,6 +13,11 @@ import tempfile
 import time
 from urllib.parse import urlsplit
 
+try:
+    import procs  # tests/ is on sys.path (pytest)
+except ImportError:  # imported as tests.webdav_child (the benchmarks)
+    from tests import procs
+
 _URL = re.compile(r"^webdav: (http://\S+)$")
 
 
@@ -65,13 +70,7 @@ class ServeProcess:
         """Stop the server (SIGTERM, then SIGKILL after 10 s); returns its exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        procs.stop(self.proc, sig)
         self.proc.stdout.close()
         self._err.close()
         return self.proc.returncode

@@ -110,7 +110,8 @@ def _target(fs, loc: routes.Location) -> bool | None:
     return entry is not None
 
 
-def _body(environ: dict, length: int) -> bytes:
+def read_body(environ: dict, length: int) -> bytes:
+    """Exactly ``length`` bytes of the request body (400 when it ends short)."""
     stream, parts, left = environ["wsgi.input"], [], length
     while left:
         chunk = stream.read(left)
@@ -144,7 +145,7 @@ def put(provider, environ: dict, start_response):
     existed = _target(fs, loc)
     if existed is None:
         return None
-    data = _body(environ, length)
+    data = read_body(environ, length)
     with provider.lock_gate.put():
         lock_manager = provider.lock_manager
         if lock_manager is not None and lock_manager.storage.has_locks():

@@ -116,13 +116,6 @@ def _read_xml_body(environ: dict) -> None:
     if length > props.MAX_XML_BODY:
         raise DAVError(props.HTTP_REQUEST_ENTITY_TOO_LARGE,
                        f"an XML request body is at most {props.MAX_XML_BODY} bytes")
-    stream, parts, left = environ["wsgi.input"], [], length
-    while left:
-        chunk = stream.read(left)
-        if not chunk:
-            raise DAVError(HTTP_BAD_REQUEST, f"the body ended {left} bytes short")
-        parts.append(chunk)
-        left -= len(chunk)
-    body = b"".join(parts)
+    body = fastput.read_body(environ, length)
     props.check_xml_body(body)
     environ["wsgi.input"] = io.BytesIO(body)
