@@ -18,6 +18,11 @@ from herofossil.store.keys import join_key, pack_u64, unpack_u64
 from herofossil.store.lru import LRU
 
 DEFAULT_BRANCH = "trunk"
+# The branch of a check-in whose primary parent has not arrived (a sync can bring a
+# check-in ahead of its parent): it inherits its parent's, unknown until then, so it is no
+# branch's leaf (it was trunk's, and a write to trunk built on it). ``crosslink`` derives
+# it again when the parent comes.
+UNKNOWN_BRANCH = ""
 INDEXED = b"I"
 
 
@@ -342,7 +347,10 @@ class CheckinIndex:
                 branch = t.value
         if branch is None:
             parent = self.get(bytes.fromhex(m.parents[0])) if m.parents else None
-            branch = parent.branch if parent else DEFAULT_BRANCH
+            if parent is not None:
+                branch = parent.branch
+            else:
+                branch = UNKNOWN_BRANCH if m.parents else DEFAULT_BRANCH
         seq = self._next_cseq()
         symtags = sorted(
             t.name[4:]
@@ -362,7 +370,8 @@ class CheckinIndex:
             parent = self.get(pid)
             if parent is not None and parent.branch == branch:
                 self.txn.delete(bkey + pid, db=self.dbs["leaf"])
-        if not any((c_rec := self.get(c)) and c_rec.branch == branch for c in self.children(cid)):
+        if branch != UNKNOWN_BRANCH and not any(
+                (c_rec := self.get(c)) and c_rec.branch == branch for c in self.children(cid)):
             self.txn.put(bkey + cid, b"", db=self.dbs["leaf"])
         for name in symtags:
             self.txn.put(join_key(name, cid), b"", db=self.dbs["tag"])
@@ -393,6 +402,8 @@ class CheckinIndex:
         """Make ``rec`` a leaf of its branch exactly when no child of it is on that branch."""
         cid = bytes.fromhex(rec.id)
         key = join_key(rec.branch, b"") + cid
+        if rec.branch == UNKNOWN_BRANCH:
+            return
         if any((c := self.get(x)) is not None and c.branch == rec.branch
                for x in self.children(cid)):
             self.txn.delete(key, db=self.dbs["leaf"])

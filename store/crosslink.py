@@ -29,6 +29,7 @@ from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.checkins import (
     DEFAULT_BRANCH,
     MANIFESTS,
+    UNKNOWN_BRANCH,
     Checkin,
     CheckinIndex,
     checkin_summary,
@@ -181,7 +182,8 @@ def crosslink(
         ci.index_control(ctl)
     if update_tips:
         keep = set(indexed)
-        for branch in sorted(linked.branches | set(touch) | (keep & set(ci.branches()))):
+        touched = linked.branches | set(touch) | (keep & set(ci.branches()))
+        for branch in sorted(touched - {UNKNOWN_BRANCH}):
             _update_tip(txn, dbs, aw, reader, ci, branch, branch in keep,
                         (tree_at or {}).get(branch))
     if order:

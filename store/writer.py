@@ -17,7 +17,13 @@ import time
 import unicodedata
 from datetime import UTC, datetime
 
-from herofossil.errors import ConflictError, InvalidPathError, NotFoundError, UsageError
+from herofossil.errors import (
+    ConflictError,
+    InvalidPathError,
+    NotFoundError,
+    StoreError,
+    UsageError,
+)
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import KNOWN, ArtifactWriter
 from herofossil.store.blobs import artifact_id
@@ -306,6 +312,10 @@ def commit(
                        summaries={cid: (nfiles, list(changed), when)},
                        tree_at={branch: cid})
     record = linked.checkins[0]
+    if record.branch != branch:  # its parent is another branch's: never write elsewhere
+        raise StoreError(f"branch {branch!r} names check-in {parent.hex()[:16]} of branch "
+                         f"{record.branch!r} as its tip; nothing was written: run "
+                         "'herofossil rebuild'")
     KNOWN.add(cid, data)
     return record
 

@@ -200,3 +200,21 @@ def test_a_whole_version_becomes_a_delta_on_a_version_that_is_a_delta_itself(tmp
         assert BlobReader(txn, repo._env.db).content(a) == side
     assert repo.read("v0.txt") == side and repo.verify().ok
     repo.close()
+
+
+def test_a_write_whose_branch_tip_names_another_branchs_check_in_is_refused(tmp_path):
+    """The writer never lands a write on a branch other than the one written: a tip that
+    names another branch's check-in (damage) is a StoreError, and nothing is written."""
+    from herofossil.errors import StoreError
+
+    with herofossil.open(tmp_path / "s", create=True) as repo:
+        repo.write("a.txt", b"trunk\n")
+        feature = repo.branch_new("feature")
+        before = repo.checkin("trunk").id
+        repo._env.write(lambda txn: txn.put(b"trunk", bytes.fromhex(feature.id),
+                                            db=repo._env.db["tip"]))
+        with pytest.raises(StoreError, match="of branch 'feature' as its tip"):
+            repo.write("b.txt", b"where?\n")
+        assert repo.leaves("feature") == [feature.id]
+        assert repo.leaves("trunk") == [before]
+        assert not repo.exists("b.txt", at="feature")

@@ -646,6 +646,42 @@ def test_a_check_in_that_arrives_before_its_parent_makes_no_merge(tmp_path):
     origin.close()
 
 
+def test_a_write_to_a_branch_lands_on_it_while_a_check_in_of_another_waits_for_its_parent(
+        tmp_path):
+    """A feature check-in that arrives ahead of its parent cannot know its branch yet: it
+    must be no branch's tip meanwhile (it was trunk's, and a write to trunk built on it,
+    so that write ended up on feature once the parent came)."""
+    from herofossil.store import exchange
+
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    origin.write("a.txt", b"trunk 1\n")
+    copy = herofossil.open(tmp_path / "copy", create=True)
+    exchange.receive(copy._env, exchange.artifacts_after(origin._env, 0)[0])
+    before = {aid for aid, _ in exchange.artifacts_after(origin._env, 0)[0]}
+    origin.branch_new("feature")
+    origin.write("f.txt", b"feature 1\n", branch="feature")
+    ahead = origin.write("f.txt", b"feature 2\n", branch="feature")
+    later = [(aid, s) for aid, s in exchange.artifacts_after(origin._env, 0)[0]
+             if aid not in before]
+    with origin._env.read() as txn:
+        whole = {aid: blobs.encode_whole(blobs.BlobReader(txn, origin._env.db).content(aid))
+                 for aid, _ in later}
+    tip = bytes.fromhex(ahead.id)
+    exchange.receive(copy._env, [(tip, whole[tip])])  # the newest, without its parent
+    assert copy.checkin("trunk").branch == "trunk"
+    assert copy.leaves("trunk") == [origin.checkin("trunk").id]
+    written = copy.write("b.txt", b"on trunk\n")
+    assert written.branch == "trunk" and written.parents == [origin.checkin("trunk").id]
+    exchange.receive(copy._env, [(a, whole[a]) for a, _ in later if a != tip])
+    assert copy.checkin("trunk").id == written.id
+    assert copy.checkin("feature").id == ahead.id
+    assert {c.id: c.branch for c in copy.log(limit=10)}[written.id] == "trunk"
+    assert copy.read("b.txt", at="trunk") == b"on trunk\n"
+    assert copy.verify().ok
+    copy.close()
+    origin.close()
+
+
 def _raw_post(url: str, headers: dict, body: bytes = b"") -> tuple[int, bytes]:
     """A POST with exactly these headers (urllib would fix Host up)."""
     import http.client
