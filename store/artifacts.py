@@ -40,6 +40,7 @@ class KnownContents:
 
 KNOWN = KnownContents()
 HASHED_LIMIT = 16 << 20  # bytes of one transaction's hashed artifacts kept for verification
+VERIFY_MEMO_BYTES = 64 << 20  # bytes of read-back contents kept while verifying a commit
 
 
 class ArtifactWriter(BlobReader):
@@ -323,12 +324,23 @@ class ArtifactWriter(BlobReader):
         """Write what is pending, then re-read every artifact of this transaction and
         check its hash (by comparing with bytes already hashed when there are some)."""
         self.write_pending()
+        # An import's batch makes long chains of deltas on one another: each artifact read
+        # alone took 0.25 s of a 1.1 s import of a real history (7.6 deltas applied per
+        # artifact); read through a memo, each delta is applied once.
+        memo: dict[bytes, bytes] = {}
+        held = 0
         for aid in self.touched:
             if blobs.is_chunked(self.stored(aid)):
                 # Its parts were hashed as they were stored (``add_staged`` made sure they
                 # still are); reading them back would map the whole file into this process.
                 continue
-            data = self.content(aid)
+            if held > VERIFY_MEMO_BYTES:
+                memo.clear()
+                held = 0
+            known = len(memo)
+            data = self.content(aid, memo)
+            if len(memo) != known:
+                held += len(data) * (len(memo) - known)  # versions of one chain: alike in size
             if data != self.known(aid) and artifact_id(data) != aid:
                 raise IntegrityError(
                     f"artifact {aid.hex()} did not verify before commit; nothing was written"

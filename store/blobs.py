@@ -200,11 +200,17 @@ class BlobReader:
     def has(self, aid: bytes) -> bool:
         return self.stored(aid) is not None
 
-    def content(self, aid: bytes) -> bytes:
-        """The bytes of artifact ``aid``; follows its delta chain."""
+    def content(self, aid: bytes, memo: dict[bytes, bytes] | None = None) -> bytes:
+        """The bytes of artifact ``aid``; follows its delta chain. ``memo``: bytes of
+        artifacts known already, taken where the chain meets one and given the bytes of
+        every artifact on the chain (a caller reading many artifacts of shared chains then
+        applies each delta once)."""
         chain: list[tuple[bytes, bytes]] = []
         cur = aid
         while True:
+            if memo is not None and cur in memo:
+                data = memo[cur]
+                break
             stored = self.stored(cur)
             if stored is None:
                 if cur == aid:
@@ -230,6 +236,8 @@ class BlobReader:
                 data = delta.apply(data, delta_payload(stored, cid))
             except DeltaError as exc:
                 raise IntegrityError(f"artifact {cid.hex()} is damaged: {exc}") from exc
+            if memo is not None:
+                memo[cid] = data
         return data
 
     def size(self, aid: bytes) -> int:
