@@ -273,6 +273,10 @@ class CheckinIndex:
     def count(self) -> int:
         return self.txn.stat(self.dbs["checkin"])["entries"]
 
+    def empty(self) -> bool:
+        """No check-in at all (``count`` costs a table stat: 3% of a one-file write)."""
+        return not self.txn.cursor(db=self.dbs["checkin"]).first()
+
     def by_prefix(self, prefix: str) -> list[bytes]:
         """Check-in ids whose hex starts with ``prefix`` (at most 2 returned)."""
         even = prefix if len(prefix) % 2 == 0 else prefix + "0"

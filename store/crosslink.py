@@ -115,6 +115,7 @@ def crosslink(
     tree_at: dict[str, bytes] | None = None,
     deltify: bool = False,
     deltify_merges: bool = False,
+    stored_refs: bool = False,
     progress: Progress = _quiet,
 ) -> Linked:
     """Derive the local state of the artifacts ``aids``, which are now stored.
@@ -128,7 +129,10 @@ def crosslink(
     ``indexed``; ``touch``: more branches to bring up to date (an earlier batch's).
     ``deltify``: store what arrived as reverse deltas; ``deltify_merges``: only the
     versions merged branches had where the merges have others (new writes and imports;
-    never a rebuild, which keeps stored forms as they are).
+    never a rebuild, which keeps stored forms as they are). ``stored_refs``: everything the
+    check-ins reference is stored or a phantom already (a local write: its files were just
+    added or come from the tree, whose manifests were crosslinked), so none is looked up
+    (16 lookups of a write's 500 us).
     """
     aw = aw or ArtifactWriter(txn, dbs)
     reader = reader or aw
@@ -159,7 +163,7 @@ def crosslink(
         MANIFESTS.remember(cid, m)
         # Every file a check-in references is a card of it or of its baseline, which is a
         # check-in too: looking at each manifest's own cards covers all references once.
-        for ref in [*m.parents, *(c.uuid for c in m.files if c.uuid)]:
+        for ref in () if stored_refs else [*m.parents, *(c.uuid for c in m.files if c.uuid)]:
             if len(ref) == 64 and ref not in seen:
                 seen.add(ref)
                 aw.add_phantom(bytes.fromhex(ref))

@@ -115,7 +115,7 @@ class Repo:
     def _initial_checkin(self, txn) -> None:
         """Make Fossil's initial empty check-in on trunk, in a store that has no check-in."""
         ci = CheckinIndex(txn, self._db)
-        if ci.count():
+        if not ci.empty():
             return
         from herofossil.store.artifacts import ArtifactWriter
 

@@ -309,6 +309,7 @@ def commit(
         raise AlreadyCommitted(existing)
     cid = _store_manifest(aw, data, pm, parent, full, pending.replaced)
     linked = crosslink(txn, dbs, [cid], aw=aw, parsed={cid: m}, deltify_merges=True,
+                       stored_refs=True,
                        summaries={cid: (nfiles, list(changed), when)},
                        tree_at={branch: cid})
     record = linked.checkins[0]
