@@ -28,7 +28,8 @@ INDEXED = b"I"
 
 @dataclass(slots=True, frozen=True)
 class Checkin:
-    """One check-in as the log shows it (shared between readers: never changed)."""
+    """One check-in as the log shows it (shared between readers: never changed).
+    ``branch`` is ``""`` while its parent has not arrived (see ``UNKNOWN_BRANCH``)."""
 
     id: str
     parents: list[str]

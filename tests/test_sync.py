@@ -670,6 +670,11 @@ def test_a_write_to_a_branch_lands_on_it_while_a_check_in_of_another_waits_for_i
     exchange.receive(copy._env, [(tip, whole[tip])])  # the newest, without its parent
     assert copy.checkin("trunk").branch == "trunk"
     assert copy.leaves("trunk") == [origin.checkin("trunk").id]
+    assert copy.checkin(ahead.id).branch == ""  # unknown until its parent comes
+    shown = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(tmp_path / "copy"),
+                            "log", "--oneline", "--at", ahead.id, "-n", "1"],
+                           capture_output=True, text=True)
+    assert "[? (its parent has not arrived)]" in shown.stdout, shown
     written = copy.write("b.txt", b"on trunk\n")
     assert written.branch == "trunk" and written.parents == [origin.checkin("trunk").id]
     exchange.receive(copy._env, [(a, whole[a]) for a, _ in later if a != tip])

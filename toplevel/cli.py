@@ -158,15 +158,16 @@ def cmd_log(args):
     with _repo(args, readonly=True) as repo:
         entries = repo.log(args.path, at=args.at, limit=args.n)
     for c in entries:
+        branch = c.branch or "? (its parent has not arrived)"
         if args.oneline:
-            _out(f"{c.id[:12]} {c.date[:19].replace('T', ' ')} [{c.branch}] {c.comment}")
+            _out(f"{c.id[:12]} {c.date[:19].replace('T', ' ')} [{branch}] {c.comment}")
             continue
         _out(f"check-in {c.id}")
         if len(c.parents) > 1:
             _out("merge:   " + " ".join(p[:12] for p in c.parents))
         _out(f"date:    {c.date.replace('T', ' ')} UTC")
         _out(f"user:    {c.user}")
-        _out(f"branch:  {c.branch}" + (f"  tags: {', '.join(c.tags)}" if c.tags else ""))
+        _out(f"branch:  {branch}" + (f"  tags: {', '.join(c.tags)}" if c.tags else ""))
         _out()
         for line in c.comment.splitlines() or [""]:
             _out("    " + line)
