@@ -323,6 +323,7 @@ class Importer:
         sha = item.sha
         objects = item.objects
         changed, new_trees, gone_dirs = [], [], []
+        removed, modified, added = [], [], []  # (path, artifact id): bases for added paths
         for ch in item.changes:
             old_file = file_perm(ch.old_mode) is not None
             new_perm = file_perm(ch.new_mode) if ch.status != "D" else None
@@ -340,6 +341,9 @@ class Importer:
                 else:
                     cards.pop(path, None)
                 nfiles -= 1
+                gone = self.blobs.get(ch.old)
+                if gone is not None:
+                    removed.append((path, gone))
                 continue
             aid = self._blob(ch.new, objects, sha)
             card = mf.FileCard(path, aid, new_perm)
@@ -350,10 +354,14 @@ class Importer:
                 cards[path] = card
             if not old_file:
                 nfiles += 1
+                added.append((path, aid))
             elif ch.old != ch.new:
                 old_aid = self.blobs.get(ch.old)
                 if old_aid is not None and old_aid != aid:
                     b.deltify(old_aid, aid)
+                    modified.append((path, aid))
+        if added and (removed or modified):
+            b.deltify_added(removed, modified, added)
         return changed, new_trees, gone_dirs, nfiles
 
     def _tree_overrides(self, root_tree: str, new_trees: list, gone_dirs: list,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader, artifact_id
-from herofossil.store.crosslink import crosslink, leaf_branches
+from herofossil.store.crosslink import crosslink, deltify_added, leaf_branches
 
 
 class BulkWriter:
@@ -51,6 +51,12 @@ class BulkWriter:
     def deltify(self, old: str, new: str) -> None:
         """Queue a hint: store ``old`` as a delta on ``new`` (a newer version of it)."""
         self._queue(("deltify", bytes.fromhex(old), bytes.fromhex(new)), 0)
+
+    def deltify_added(self, removed: list[tuple[str, str]], modified: list[tuple[str, str]],
+                      added: list[tuple[str, str]]) -> None:
+        """Queue a hint: the paths one check-in added may be deltas on what it removed or
+        changed ((path, artifact id) each; see ``crosslink.deltify_added``)."""
+        self._queue(("deltify_added", removed, modified, added), 0)
 
     def add_checkin(self, manifest: mf.Manifest, *, nfiles: int,
                     changed: list[str] | None = None) -> str:
@@ -100,6 +106,8 @@ class BulkWriter:
                 elif kind == "deltify":
                     aw.deltify(op[1], op[2], old_data=batch_data.get(op[1]),
                                new_data=batch_data.get(op[2]))
+                elif kind == "deltify_added":
+                    deltify_added(aw, op[1], op[2], op[3])
                 elif kind == "checkin":
                     _, cid, data, m, nfiles, changed = op
                     aw.add(data, cid, cards=True)

@@ -251,15 +251,67 @@ def _deltify_checkin(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest,
         after = MANIFESTS.files(reader, cid)
     except HeroFossilError:
         return
+    added = []
     for path in changed:
         old, new = before.get(path), after.get(path)
+        if old is None and new is not None and new.uuid:
+            added.append(path)
         if old is None or new is None or old.uuid == new.uuid:
             continue
         a, b = bytes.fromhex(old.uuid), bytes.fromhex(new.uuid)
         if aw.has(a) and aw.has(b):
             aw.deltify(a, b)
+    if added:
+        removed = [(p, before[p].uuid) for p in changed
+                   if p in before and p not in after and before[p].uuid]
+        modified = [(p, after[p].uuid) for p in changed if p in before and p in after
+                    and after[p].uuid and after[p].uuid != before[p].uuid]
+        deltify_added(aw, removed, modified, [(p, after[p].uuid) for p in added])
     if aw.has(pid):
         aw.deltify(pid, cid)
+
+
+MAX_ADDED_BASES = 16  # candidate bases one check-in's new paths are tried against, at most
+
+
+def deltify_added(aw: ArtifactWriter, removed: list[tuple[str, str]],
+                  modified: list[tuple[str, str]], added: list[tuple[str, str]]) -> None:
+    """Give a path new in a check-in (``added``: path, artifact id) a base among the
+    paths the check-in removed (a rename: the removed path's last version becomes a delta
+    on the new one) or changed (a copy: the new file becomes a delta on the changed file's
+    version): of the same name, else of the same extension and the closest size. On a
+    real history (toml-lang/toml) the versioned copies of its specification were whole,
+    49 KB of 3.7 MB, where a copy of README.md in the same check-in makes 7 of them deltas
+    of ~100 bytes."""
+    if not removed and not modified or len(removed) + len(modified) > MAX_ADDED_BASES:
+        return
+    pool = [(p, u, True) for p, u in removed] + [(p, u, False) for p, u in modified]
+    sizes: dict[str, int] = {}
+
+    def size(uuid: str) -> int:
+        if uuid not in sizes:
+            aid = bytes.fromhex(uuid)
+            sizes[uuid] = aw.size(aid) if aw.has(aid) else -1
+        return sizes[uuid]
+
+    for path, uuid in added:
+        target = size(uuid)
+        if target < blobs.MIN_DELTA_SIZE:
+            continue
+        name, ext = path.rpartition("/")[2], path.rpartition(".")[2]
+        same = [c for c in pool if c[0].rpartition("/")[2] == name]
+        if not same:
+            same = sorted((c for c in pool if c[0].rpartition(".")[2] == ext
+                           and size(c[1]) >= blobs.MIN_DELTA_SIZE),
+                          key=lambda c: abs(size(c[1]) - target))
+        if not same:
+            continue
+        _, base, was_removed = same[0]
+        new, other = bytes.fromhex(uuid), bytes.fromhex(base)
+        if was_removed:
+            aw.deltify(other, new)  # a reverse delta, as for two versions of one path
+        else:
+            aw.deltify_onto(new, other)
 
 
 def _deltify_merged(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest) -> None:

@@ -299,3 +299,41 @@ def test_a_merged_branchs_last_version_of_a_file_is_stored_as_a_delta(tmp_path):
         assert repo.verify().ok
     assert _refs(tmp_path / "out.git") == g.refs()
 
+
+
+def test_a_renamed_or_copied_file_is_stored_as_a_delta_on_its_source(tmp_path):
+    """A path new in a commit gets a base among the paths the commit removed (a rename
+    with an edit) or changed (a release copying the spec beside a README edit): both were
+    whole, as the newest versions of new paths. The same rule holds for an import of the
+    artifacts (Fossil's layout), which derives them through crosslink."""
+    g = GitRepo(tmp_path / "src")
+    spec = "".join(f"rule {i}: keys are bare or quoted, values have a type\n"
+                   for i in range(300))
+    g.write("docs/spec.md", spec)
+    g.write("README.md", "# project\n" + spec)
+    g.commit("spec")
+    os.remove(os.path.join(g.path, "docs", "spec.md"))
+    g.write("docs/specification.md", spec.replace("rule 7:", "rule seven:"))
+    g.commit("rename with an edit")
+    g.write("README.md", "# project v1\n" + spec)
+    g.write("versions/v1.md", "# v1\n" + spec)
+    g.commit("release: the README changes, the spec is copied")
+    renamed_from = blobs.artifact_id(spec.encode())
+    copied = blobs.artifact_id(("# v1\n" + spec).encode())
+    with herofossil.open(tmp_path / "s", create=True) as repo:
+        import_git(repo, g.path)
+        with repo._env.read() as txn:
+            kinds = {aid: txn.get(aid, db=repo._env.db["blob"]) for aid in (renamed_from, copied)}
+        assert all(blobs.delta_base(s) is not None for s in kinds.values()), "kept whole"
+        assert all(len(s) < 400 for s in kinds.values())
+        assert repo.read("versions/v1.md") == ("# v1\n" + spec).encode()
+        assert repo.verify().ok
+        export_git(repo, str(tmp_path / "out.git"))
+        repo.export_artifacts(str(tmp_path / "artifacts"))
+    assert _refs(tmp_path / "out.git") == g.refs()
+    with herofossil.open(tmp_path / "again", create=True) as again:
+        again.import_artifacts(str(tmp_path / "artifacts"))
+        with again._env.read() as txn:
+            stored = [txn.get(aid, db=again._env.db["blob"]) for aid in (renamed_from, copied)]
+        assert all(blobs.delta_base(s) is not None for s in stored), "kept whole"
+        assert again.verify().ok

@@ -76,16 +76,21 @@ class Relay:
                 data = src.recv(1 << 16)
                 if not data:
                     break
+                cut = False
                 with self._lock:
                     if down and self.cut_after is not None:
-                        data = data[:max(0, self.cut_after - self.down)]
+                        kept = data[:max(0, self.cut_after - self.down)]
+                        cut, data = len(kept) < len(data), kept
                     if down:
                         self.down += len(data)
                     else:
                         self.up += len(data)
-                if not data:
+                if data:
+                    dst.sendall(data)
+                if cut or not data:
+                    # Cut now: waiting for the server's next bytes would wait for ever
+                    # when it has sent all of this answer (the client waits for the rest).
                     break
-                dst.sendall(data)
         except OSError:
             pass
         finally:  # whatever ended the pump, both ends see the connection close
