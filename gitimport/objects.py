@@ -53,6 +53,39 @@ def parse_tree_raw(raw: bytes, sha: str = "?") -> list[tuple[bytes, bytes, bytes
     return _TREE_ENTRY.findall(raw)
 
 
+_PLAIN_TREE_MODES = {b"100644": False, b"100755": False, b"120000": False, b"40000": True}
+
+
+def plain_tree_reference(raw: bytes) -> tuple[bool, list[bytes]] | None:
+    """(has a file, 20-byte ids of its subtrees) of a well-formed tree whose entries are
+    files (100644, 100755, 120000) and subtrees (40000) only, in Git's order (a subtree
+    sorts as ``name/``; equal keys pass); None for anything else (an odd mode, an empty
+    name, entries out of order, a damaged tree). The readable twin of the compiled
+    ``herofossil.cext._gittree.plain_tree``."""
+    if _WHOLE_TREE.fullmatch(raw) is None:
+        return None
+    has_file, subtrees, prev = False, [], None
+    for mode, name, bid in _TREE_ENTRY.findall(raw):
+        tree = _PLAIN_TREE_MODES.get(mode)
+        if tree is None or not name:
+            return None
+        key = name + b"/" if tree else name
+        if prev is not None and prev > key:
+            return None
+        prev = key
+        if tree:
+            subtrees.append(bid)
+        else:
+            has_file = True
+    return has_file, subtrees
+
+
+try:  # the compiled scan: the regex parse was a quarter of an import's Python time
+    from herofossil.cext._gittree import plain_tree
+except ImportError:  # not built: the reference serves
+    plain_tree = plain_tree_reference
+
+
 def parse_tree(raw: bytes, sha: str = "?") -> list[tuple[bytes, bytes, str]]:
     """(mode, name, hex id) of each entry of a raw tree, in stored order."""
     return [(m, n, h.hex()) for m, n, h in parse_tree_raw(raw, sha)]

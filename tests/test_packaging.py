@@ -23,8 +23,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["herofossil", "herofossil.store", "herofossil.delta", "herofossil.cext",
-           "herofossil.cext._delta", "herofossil.parsers", "herofossil.gitimport",
-           "herofossil.webdav", "herofossil.sync", "herofossil.errors", "herofossil.cli"]
+           "herofossil.cext._delta", "herofossil.cext._gittree", "herofossil.parsers",
+           "herofossil.gitimport", "herofossil.webdav", "herofossil.sync", "herofossil.errors",
+           "herofossil.cli"]
 FOLDERS = ["toplevel", "store", "delta", "cext", "parsers", "gitimport", "webdav", "sync"]
 # Runs in the venv's interpreter: where each module comes from, or why it failed.
 PROBE = """
@@ -129,9 +130,10 @@ def _problems(inst, cwd: Path) -> list[str]:
             problems.append(f"import {name}: {where['error']}")
         elif not any(Path(where["file"]).is_relative_to(s) for s in inst.site):
             problems.append(f"import {name}: from {where['file']}, not the venv")
-    delta_file = probe["modules"]["herofossil.cext._delta"].get("file", "")
-    if not any(delta_file.endswith(suffix) for suffix in probe["ext"]):
-        problems.append(f"herofossil.cext._delta is not compiled: {delta_file!r}")
+    for kernel in ("herofossil.cext._delta", "herofossil.cext._gittree"):
+        kernel_file = probe["modules"][kernel].get("file", "")
+        if not any(kernel_file.endswith(suffix) for suffix in probe["ext"]):
+            problems.append(f"{kernel} is not compiled: {kernel_file!r}")
     if "cython" not in probe["codecs"]:
         problems.append(f"herofossil.delta does not use the compiled codec: {probe['codecs']}")
     for cmd in ([inst.script, "--help"], [inst.python, "-m", "herofossil", "--help"]):
@@ -159,11 +161,12 @@ def test_the_wheel_holds_herofossil_alone_with_its_compiled_kernel(installed):
     assert top_level == ["herofossil"]
     assert {n.split("/")[0] for n in names} == {"herofossil", dist_info}
     for module in MODULES:
-        if module != "herofossil.cext._delta":
+        if not module.startswith("herofossil.cext._"):
             stem = module.replace(".", "/")
             assert f"{stem}/__init__.py" in names or f"{stem}.py" in names, module
-    kernels = {f"herofossil/cext/_delta{suffix}" for suffix in EXTENSION_SUFFIXES}
-    assert kernels & set(names), names
+    for kernel in ("_delta", "_gittree"):
+        kernels = {f"herofossil/cext/{kernel}{suffix}" for suffix in EXTENSION_SUFFIXES}
+        assert kernels & set(names), (kernel, names)
     entries = {p.name for s in installed.site for p in s.iterdir()}
     assert not entries & set(FOLDERS), sorted(entries & set(FOLDERS))
     # From a neutral folder none of the repository's folder names imports.
