@@ -159,7 +159,7 @@ class Repo:
         tip = ci.tip(at)
         if tip is not None and ci.indexed(at):
             return TreeView(Tree(txn, self._db["tree"], at), tip)
-        if tip is None and at in (self.default_branch, "tip") and not ci.count():
+        if tip is None and at in (self.default_branch, "tip") and ci.empty():
             return ManifestView({}, BlobReader(txn, self._db), None, 0.0)  # a new store
         cid = tip or refs.resolve(ci, at, self.default_branch)
         rec = ci.require(cid)

@@ -691,9 +691,9 @@ class SyncBackend:
                     reached = unpack_u64(key)
                     if stored is None:
                         continue
-                    out.append((reached, bytes(aid),
-                                exchange.portable(txn, self.env.db, aid, stored)))
-                    size += len(stored)
+                    sent = exchange.portable(txn, self.env.db, aid, stored)
+                    out.append((reached, bytes(aid), sent))
+                    size += len(sent)  # what goes out: a large file's parts go whole
                     if size >= max_bytes:
                         break
         return out, reached
@@ -745,4 +745,3 @@ class SyncBackend:
         if got.checkins:
             self.join_forks()
         return got
-

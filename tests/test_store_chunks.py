@@ -287,3 +287,17 @@ def test_a_sigkill_during_a_large_upload_loses_nothing_and_compact_drops_its_par
         repo.compact()
         assert _parts(repo) == 0 and repo.verify().ok
         assert repo.read("kept.txt") == b"acknowledged\n"
+
+
+def test_a_fossil_clone_round_counts_a_large_file_by_the_bytes_it_sends(repo):
+    """A round of a Fossil clone holds about ROUND_BYTES: a file kept in parts goes whole,
+    so it counts whole (counted by its list of parts, every large file of the store went
+    into one round, all in memory at once)."""
+    from herofossil.sync.backend import SyncBackend
+
+    for n in range(3):
+        repo.write(f"big{n}.bin", _data(blobs.LARGE + MiB, seed=n))
+    items, _ = SyncBackend(repo).stored_after(0, 100_000)  # each goes out as ~0.5 MB
+    sent = [len(s) for _, _, s in items]
+    assert len([n for n in sent if n > 100_000]) == 1, sent
+    assert sum(sent) < 100_000 + max(sent), sent
