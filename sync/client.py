@@ -25,6 +25,8 @@ TIMEOUT = 300  # seconds without a byte from the peer (connecting, or reading an
 
 
 PASSWORD_ENV = "HEROFOSSIL_SYNC_PASSWORD"
+# How a reused connection that the peer had closed fails before its answer begins.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 def _endpoint(url: str) -> tuple[str, dict]:
@@ -79,8 +81,20 @@ class _Session:
     def post(self, body: bytes, headers: dict) -> tuple[int, bytes]:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._kind(self._host, self._port, timeout=TIMEOUT)
+        if conn is not None:
+            answer = self._post_on(conn, body, headers, reused=True)
+            if answer is not None:
+                return answer
+        return self._post_on(self._kind(self._host, self._port, timeout=TIMEOUT), body,
+                             headers, reused=False)
+
+    def _post_on(self, conn, body: bytes, headers: dict,
+                 reused: bool) -> tuple[int, bytes] | None:
+        """The answer on ``conn``; None when ``conn`` was kept alive and the peer (or a
+        proxy) had closed it: it fails before the answer's first byte, and the request
+        goes once more on a new connection (a sync request may be sent twice: what it
+        stores is content-addressed)."""
+        resp = None
         try:
             conn.putrequest("POST", self._path, skip_accept_encoding=True)
             for name, value in {**headers, "Content-Length": str(len(body))}.items():
@@ -88,8 +102,10 @@ class _Session:
             conn.endheaders(body)
             resp = conn.getresponse()
             data = resp.read()
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            if reused and resp is None and isinstance(exc, _STALE):
+                return None
             raise
         if resp.will_close:
             conn.close()

@@ -126,6 +126,76 @@ def relay():
         r.close()
 
 
+class OneAnswerRelay(Relay):
+    """A relay that serves one request per connection and then closes it, unannounced,
+    as soon as the client sends another on it (a server or proxy that dropped an idle
+    kept-alive connection just as the client reused it)."""
+
+    def __init__(self, port: int):
+        self.connections = self.dropped = 0
+        self._answered: set[int] = set()
+        super().__init__(port)
+
+    def _pump(self, src, dst, way):
+        if way == "down":
+            with self._lock:
+                self.connections += 1
+            try:
+                while data := src.recv(1 << 16):
+                    with self._lock:
+                        self._answered.add(dst.fileno())
+                    dst.sendall(data)
+            except OSError:
+                pass
+            return
+        try:
+            while data := src.recv(1 << 16):
+                with self._lock:
+                    reused = src.fileno() in self._answered
+                if reused:
+                    self.dropped += 1
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_a_kept_alive_connection_the_peer_dropped_is_replaced_and_the_sync_completes(
+        tmp_path, serve, monkeypatch):
+    from herofossil.sync import backend
+
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    for i in range(12):
+        origin.write(f"big/{i}.bin", os.urandom(20_000), message=f"big {i}")
+    origin.close()
+    monkeypatch.setattr(backend, "FIRST_CHUNK", 32 << 10)
+    monkeypatch.setattr(backend, "MIN_CHUNK", 16 << 10)
+    srv = serve(tmp_path / "origin")
+    dropping = OneAnswerRelay(int(srv.url.rstrip("/").rpartition(":")[2]))
+    try:
+        repo, report = client.clone(dropping.url, tmp_path / "copy")
+        # Each reuse was dropped, and each answer came on a connection of its own.
+        assert report.round_trips >= 4
+        assert dropping.dropped == report.round_trips - 1
+        assert dropping.connections == report.round_trips
+        with herofossil.open(tmp_path / "origin", readonly=True) as origin:
+            assert _same(origin, repo)
+        mine = repo.write("local.txt", b"pushed over dropped connections")
+        pushed = client.sync(repo, dropping.url)
+        assert pushed.artifacts_sent >= 2
+        with herofossil.open(tmp_path / "origin", readonly=True) as origin:
+            assert origin.read("local.txt") == b"pushed over dropped connections"
+            assert origin.resolve("trunk") == mine.id
+        repo.close()
+    finally:
+        dropping.close()
+
+
 def test_a_no_op_sync_is_under_600_bytes_on_the_wire_with_http(tmp_path, serve, relay):
     origin = herofossil.open(tmp_path / "origin", create=True)
     _history(origin, n=5)

@@ -40,6 +40,7 @@ class Relay:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._conns: list[socket.socket] = []
+        self.unreachable: list[str] = []  # why connecting to the target failed
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -62,7 +63,8 @@ class Relay:
                 return
             try:
                 server = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
+            except OSError as exc:  # the client sees a reset; the bench says why
+                self.unreachable.append(repr(exc))
                 client.close()
                 continue
             with self._lock:
@@ -357,7 +359,13 @@ def corpus_rows(ctx, label: str, store: Path, tmp: Path, real: bool) -> list[Row
             cut = f"interrupted: {type(exc).__name__}"
         relay.cut_after = None
         relay.reset()
-        r2, rep = clone(relay.url(), tmp / "resumed")
+        try:
+            r2, rep = clone(relay.url(), tmp / "resumed")
+        except Exception as exc:
+            code = proc.poll()
+            state = "runs" if code is None else f"exited with {code}"
+            raise RuntimeError(f"the resumed clone failed ({exc}); the server {state}; "
+                               f"the relay could not reach it: {relay.unreachable[-3:]}") from exc
         r2.close()
         w = f"8 sync: resumed clone ({label})"
         rows.append(Row(w, "bytes after an interruption at 50%", relay.total, "B",
