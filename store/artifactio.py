@@ -8,8 +8,9 @@ from herofossil.errors import HeroFossilError, IntegrityError, UsageError
 from herofossil.store import artifactdir
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
-from herofossil.store.blobs import BlobReader, artifact_id
+from herofossil.store.blobs import BlobReader, hashes_to
 from herofossil.store.crosslink import Progress, _quiet, crosslink, topological
+from herofossil.store.keys import id_key, id_name
 
 # A transaction's worth of imported artifacts: what an import holds in memory at most.
 BATCH_BYTES = 64 << 20
@@ -23,7 +24,7 @@ def export_artifacts(env, dest: str, progress: Progress = _quiet, prefix_len: in
         total = txn.stat(env.db["blob"])["entries"]
         reader = BlobReader(txn, env.db)
         for aid in txn.cursor(db=env.db["blob"]).iternext(values=False):
-            artifactdir.write_artifact(dest, aid.hex(), reader.content(aid), prefix_len)
+            artifactdir.write_artifact(dest, id_name(aid), reader.content(aid), prefix_len)
             n += 1
             if n % 256 == 0:
                 progress("export artifacts", n, total)
@@ -50,16 +51,11 @@ def import_artifacts(env, src: str, progress: Progress = _quiet, *,
     manifests: dict[bytes, tuple[str, int, mf.Manifest]] = {}
     controls: list[tuple[str, bytes, str, int]] = []
     for n, (name, path) in enumerate(files, 1):
-        if len(name) != 64:
-            raise UsageError(
-                f"{path}: SHA1-named artifact; herofossil stores SHA3-256 only "
-                "(run 'fossil hash-policy sha3' and 'fossil rebuild' on the source first)"
-            )
         with open(path, "rb") as f:
             data = f.read()
-        aid = artifact_id(data)
-        if aid.hex() != name:
-            raise IntegrityError(f"{path}: content hashes to {aid.hex()}, not its name")
+        aid = id_key(name)  # a SHA1 name of an older Fossil repository is checked with SHA1
+        if not hashes_to(aid, data):
+            raise IntegrityError(f"{path}: its content does not hash to its name {name}")
         art = _card_artifact(data)
         if isinstance(art, mf.Manifest):
             manifests[aid] = (str(path), len(data), art)
@@ -111,7 +107,7 @@ def _import_batch(env, batch: list[tuple[bytes, str, int]], parsed: dict) -> int
                 continue
             with open(path, "rb") as f:
                 data = f.read()
-            if artifact_id(data) != aid:  # changed on disk since it was checked
+            if not hashes_to(aid, data):  # changed on disk since it was checked
                 raise IntegrityError(f"{path}: changed while it was imported")
             aw.add(data, aid, cards=aid in parsed)
             new.append(aid)

@@ -6,7 +6,7 @@ from herofossil.delta import policy as delta_policy
 from herofossil.errors import IntegrityError, StoreError
 from herofossil.store import blobs, chunks, lmdbenv
 from herofossil.store.blobs import BlobReader, artifact_id
-from herofossil.store.keys import CHAIN, DEPS, pack_u64, unpack_u64
+from herofossil.store.keys import CHAIN, DEPS, id_name, pack_u64, unpack_u64
 from herofossil.store.lru import LRU
 
 
@@ -341,8 +341,8 @@ class ArtifactWriter(BlobReader):
             data = self.content(aid, memo)
             if len(memo) != known:
                 held += len(data) * (len(memo) - known)  # versions of one chain: alike in size
-            if data != self.known(aid) and artifact_id(data) != aid:
+            if data != self.known(aid) and not blobs.hashes_to(aid, data):
                 raise IntegrityError(
-                    f"artifact {aid.hex()} did not verify before commit; nothing was written"
+                    f"artifact {id_name(aid)} did not verify before commit; nothing was written"
                 )
         self.touched.clear()

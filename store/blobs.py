@@ -34,7 +34,7 @@ import zstandard
 
 from herofossil import delta
 from herofossil.errors import DeltaError, IntegrityError, NotFoundError
-from herofossil.store.keys import pack_u64, unpack_u64  # noqa: F401  (verify, sync, tests)
+from herofossil.store.keys import id_name, is_sha1_key, pack_u64, unpack_u64  # noqa: F401  (verify, sync, tests)
 
 WHOLE = b"W"
 RAW = b"R"
@@ -100,6 +100,14 @@ def artifact_hex(data: bytes) -> str:
     return hashlib.sha3_256(data).hexdigest()
 
 
+def hashes_to(key: bytes, data: bytes) -> bool:
+    """True when ``data`` is the artifact keyed ``key``: its SHA3-256, or for the key of a
+    SHA1-named artifact of an older Fossil repository (``keys.id_key``), its SHA1."""
+    if is_sha1_key(key):
+        return hashlib.sha1(data).digest() == key[:20]
+    return hashlib.sha3_256(data).digest() == key
+
+
 def encode_whole(data: bytes, level: int = ZSTD_LEVEL) -> bytes:
     """The stored form of ``data`` kept whole (compressed unless that makes it larger)."""
     if len(data) < MIN_COMPRESS_SIZE:
@@ -128,7 +136,7 @@ def chunk_layout(stored: bytes, what: bytes) -> tuple[int, int, list[bytes]]:
     part = int.from_bytes(stored[9:_CHUNK_HEAD], "big")
     if len(stored) < _CHUNK_HEAD or not part or len(ids) % ID_LEN or \
             len(ids) // ID_LEN != -(-size // part):
-        raise IntegrityError(f"artifact {what.hex()} has a damaged list of parts")
+        raise IntegrityError(f"artifact {id_name(what)} has a damaged list of parts")
     return size, part, [ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN)]
 
 
@@ -164,7 +172,7 @@ def decompress(frame: bytes, what: bytes) -> bytes:
     try:
         return _zd().decompress(frame)
     except zstandard.ZstdError as exc:
-        raise IntegrityError(f"artifact {what.hex()} is damaged: {exc}") from exc
+        raise IntegrityError(f"artifact {id_name(what)} is damaged: {exc}") from exc
 
 
 def stored_size(stored: bytes) -> int | None:
@@ -214,9 +222,10 @@ class BlobReader:
             stored = self.stored(cur)
             if stored is None:
                 if cur == aid:
-                    raise NotFoundError(f"artifact {aid.hex()} is not in the store")
+                    raise NotFoundError(f"artifact {id_name(aid)} is not in the store")
                 raise IntegrityError(
-                    f"artifact {chain[-1][0].hex()} is a delta on {cur.hex()}, which is missing"
+                    f"artifact {id_name(chain[-1][0])} is a delta on {id_name(cur)}, which is "
+                    "missing"
                 )
             kind = stored[:1]
             if kind == WHOLE or kind == RAW:
@@ -226,16 +235,16 @@ class BlobReader:
                 data = b"".join(self.parts(cur, stored))
                 break
             if kind not in DELTAS or len(stored) < 1 + ID_LEN:
-                raise IntegrityError(f"artifact {cur.hex()} has an unknown stored form")
+                raise IntegrityError(f"artifact {id_name(cur)} has an unknown stored form")
             chain.append((cur, stored))
             if len(chain) > MAX_CHAIN * 4:
-                raise IntegrityError(f"artifact {aid.hex()} has a delta chain that loops")
+                raise IntegrityError(f"artifact {id_name(aid)} has a delta chain that loops")
             cur = stored[1 : 1 + ID_LEN]
         for cid, stored in reversed(chain):
             try:
                 data = delta.apply(data, delta_payload(stored, cid))
             except DeltaError as exc:
-                raise IntegrityError(f"artifact {cid.hex()} is damaged: {exc}") from exc
+                raise IntegrityError(f"artifact {id_name(cid)} is damaged: {exc}") from exc
             if memo is not None:
                 memo[cid] = data
         return data
@@ -243,13 +252,13 @@ class BlobReader:
     def size(self, aid: bytes) -> int:
         stored = self.stored(aid)
         if stored is None:
-            raise NotFoundError(f"artifact {aid.hex()} is not in the store")
+            raise NotFoundError(f"artifact {id_name(aid)} is not in the store")
         size = stored_size(stored)
         if size is None:
             try:
                 size = delta.output_size(delta_payload(stored, aid))
             except DeltaError as exc:
-                raise IntegrityError(f"artifact {aid.hex()} is damaged: {exc}") from exc
+                raise IntegrityError(f"artifact {id_name(aid)} is damaged: {exc}") from exc
         return size
 
     def parts(self, aid: bytes, stored: bytes | None = None, first: int = 0):
@@ -261,8 +270,8 @@ class BlobReader:
             cid = ids[n]
             raw = None if self.chunk_db is None else self.txn.get(cid, db=self.chunk_db)
             if raw is None:
-                raise IntegrityError(f"artifact {aid.hex()} lacks its part {cid.hex()}")
+                raise IntegrityError(f"artifact {id_name(aid)} lacks its part {id_name(cid)}")
             data = decode_whole(raw, cid)
             if len(data) != min(part, size - n * part):
-                raise IntegrityError(f"artifact {aid.hex()} has a damaged part {cid.hex()}")
+                raise IntegrityError(f"artifact {id_name(aid)} has a damaged part {id_name(cid)}")
             yield data

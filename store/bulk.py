@@ -13,6 +13,7 @@ from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader, artifact_id
 from herofossil.store.crosslink import crosslink, deltify_added, leaf_branches
+from herofossil.store.keys import id_key, id_name
 
 
 class BulkWriter:
@@ -46,11 +47,11 @@ class BulkWriter:
         """Queue a file artifact; returns its id (hex)."""
         aid = artifact_id(data)
         self._queue(("blob", aid, data), len(data))
-        return aid.hex()
+        return id_name(aid)
 
     def deltify(self, old: str, new: str) -> None:
         """Queue a hint: store ``old`` as a delta on ``new`` (a newer version of it)."""
-        self._queue(("deltify", bytes.fromhex(old), bytes.fromhex(new)), 0)
+        self._queue(("deltify", id_key(old), id_key(new)), 0)
 
     def deltify_added(self, removed: list[tuple[str, str]], modified: list[tuple[str, str]],
                       added: list[tuple[str, str]]) -> None:
@@ -64,14 +65,14 @@ class BulkWriter:
         data = manifest.to_bytes()
         cid = artifact_id(data)
         self._queue(("checkin", cid, data, manifest, nfiles, changed), len(data))
-        return cid.hex()
+        return id_name(cid)
 
     def add_control(self, ctl: mf.ControlArtifact) -> str:
         """Queue a control artifact (tags); returns its id."""
         data = ctl.to_bytes()
         aid = artifact_id(data)
         self._queue(("control", aid, data, ctl), len(data))
-        return aid.hex()
+        return id_name(aid)
 
     def touch(self, branches) -> None:
         """Update these branches' tips on ``close`` even without new check-ins on them.
@@ -83,7 +84,7 @@ class BulkWriter:
     def has(self, aid: str) -> bool:
         """True when artifact ``aid`` is stored (queued ones are not counted)."""
         with self._env.read() as txn:
-            return BlobReader(txn, self._db).has(bytes.fromhex(aid))
+            return BlobReader(txn, self._db).has(id_key(aid))
 
     def flush(self, *, update_tips: bool = False) -> None:
         """Apply the queue in one durable transaction."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from herofossil.errors import IntegrityError, NotFoundError
 from herofossil.store import manifest as mf
 from herofossil.store.blobs import BlobReader
-from herofossil.store.keys import join_key, pack_u64, unpack_u64
+from herofossil.store.keys import id_key, id_name, join_key, pack_u64, unpack_u64
 from herofossil.store.lru import LRU
 
 DEFAULT_BRANCH = "trunk"
@@ -67,7 +67,7 @@ def _encode_record(seq: int, time: float, nfiles: int, parents: list[str],
     """A check-in record: fixed header, binary ids, then length-prefixed UTF-8 texts."""
     out = [_HEAD.pack(_FORMAT, seq, time, nfiles, len(parents), baseline is not None)]
     for h in [*parents, *([baseline] if baseline else [])]:
-        raw = bytes.fromhex(h)
+        raw = bytes.fromhex(h)  # 32 bytes, or 20 for a SHA1 name: the name, not its key
         out.append(bytes([len(raw)]) + raw)
     for text in texts:
         raw = text.encode("utf-8", "surrogateescape")
@@ -90,7 +90,7 @@ def _decode_record(cid: bytes, raw: bytes) -> Checkin:
         pos += 4 + n
     date, user, branch, comment, tags = texts
     return Checkin(
-        id=cid.hex(),
+        id=id_name(cid),
         parents=ids[:nparents],
         date=date,
         time=time,
@@ -170,7 +170,7 @@ class ManifestCache:
         files = self._files.get(cid)
         if files is None:
             m = self.manifest(blobs, cid)
-            base = self.baseline(blobs, bytes.fromhex(m.baseline)) if m.baseline else None
+            base = self.baseline(blobs, id_key(m.baseline)) if m.baseline else None
             files = mf.resolve_files(m, base)
             self._files.put(cid, files)
         return files
@@ -228,7 +228,7 @@ class CheckinIndex:
     def require(self, cid: bytes) -> Checkin:
         ci = self.get(cid)
         if ci is None:
-            raise NotFoundError(f"no check-in {cid.hex()}")
+            raise NotFoundError(f"no check-in {id_name(cid)}")
         return ci
 
     def tip(self, branch: str) -> bytes | None:
@@ -351,7 +351,7 @@ class CheckinIndex:
             if t.name == "branch" and t.kind == "*" and t.target == "*":
                 branch = t.value
         if branch is None:
-            parent = self.get(bytes.fromhex(m.parents[0])) if m.parents else None
+            parent = self.get(id_key(m.parents[0])) if m.parents else None
             if parent is not None:
                 branch = parent.branch
             else:
@@ -370,7 +370,7 @@ class CheckinIndex:
         self.txn.put(pack_u64(seq), cid, db=self.dbs["cseq"])
         bkey = join_key(branch, b"")
         for p in m.parents:
-            pid = bytes.fromhex(p)
+            pid = id_key(p)
             self.txn.put(pid + cid, b"", db=self.dbs["child"])
             parent = self.get(pid)
             if parent is not None and parent.branch == branch:
@@ -384,7 +384,7 @@ class CheckinIndex:
             sk = pack_u64(seq)
             for path in changed:
                 self.txn.put(join_key(path, sk), b"", db=self.dbs["pathlog"])
-        result = Checkin(id=cid.hex(), parents=list(m.parents), date=m.date, time=when,
+        result = Checkin(id=id_name(cid), parents=list(m.parents), date=m.date, time=when,
                          user=m.user, comment=m.comment, branch=branch, seq=seq, tags=symtags,
                          nfiles=nfiles, baseline=m.baseline)
         if all(h == h.lower() for h in (*m.parents, m.baseline or "")):  # as decoding gives
@@ -405,7 +405,7 @@ class CheckinIndex:
 
     def settle_leaf(self, rec: Checkin) -> None:
         """Make ``rec`` a leaf of its branch exactly when no child of it is on that branch."""
-        cid = bytes.fromhex(rec.id)
+        cid = id_key(rec.id)
         key = join_key(rec.branch, b"") + cid
         if rec.branch == UNKNOWN_BRANCH:
             return
@@ -420,7 +420,7 @@ class CheckinIndex:
         for t in ctl.tags:
             if not t.name.startswith("sym-") or t.target == "*":
                 continue
-            tag_key = join_key(t.name[4:], bytes.fromhex(t.target))
+            tag_key = join_key(t.name[4:], id_key(t.target))
             if t.kind in "*+":
                 self.txn.put(tag_key, b"", db=self.dbs["tag"])
             else:

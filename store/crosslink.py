@@ -34,6 +34,7 @@ from herofossil.store.checkins import (
     CheckinIndex,
     checkin_summary,
 )
+from herofossil.store.keys import id_key
 from herofossil.store.tree import Tree, perm_of
 
 Progress = Callable[[str, int, int | None], None]
@@ -57,7 +58,7 @@ def topological(manifests: dict[bytes, mf.Manifest]) -> list[bytes]:
     pending = {}
     children: dict[bytes, list[bytes]] = {}
     for cid, m in manifests.items():
-        ps = [bytes.fromhex(p) for p in m.parents if bytes.fromhex(p) in manifests]
+        ps = [id_key(p) for p in m.parents if id_key(p) in manifests]
         pending[cid] = len(ps)
         for p in ps:
             children.setdefault(p, []).append(cid)
@@ -81,7 +82,7 @@ def fill_tree(tree: Tree, aw: ArtifactWriter, files: dict[str, mf.FileCard], mti
     tree.clear()
     for name in sorted(files):
         card = files[name]
-        aid = bytes.fromhex(card.uuid)
+        aid = id_key(card.uuid)
         size = aw.size(aid) if aw.has(aid) else 0
         tree.put(name, perm_of(card.perm), size, mtime, aid)
 
@@ -166,7 +167,7 @@ def crosslink(
         for ref in () if stored_refs else [*m.parents, *(c.uuid for c in m.files if c.uuid)]:
             if len(ref) == 64 and ref not in seen:
                 seen.add(ref)
-                aw.add_phantom(bytes.fromhex(ref))
+                aw.add_phantom(id_key(ref))
         if cid in summaries:
             nfiles, changed, when = summaries[cid]
         else:
@@ -203,7 +204,7 @@ def _relink_children(ci: CheckinIndex, reader, parent: Checkin, linked: Linked) 
     stack = [parent]
     while stack:
         up = stack.pop()
-        for child in ci.children(bytes.fromhex(up.id)):
+        for child in ci.children(id_key(up.id)):
             old = ci.get(child)
             if old is None or not old.parents or old.parents[0] != up.id:
                 continue
@@ -226,7 +227,7 @@ def _summary(ci: CheckinIndex, reader, m: mf.Manifest, new: dict[bytes, mf.Manif
     pid = m.parents[0] if m.parents else None
     parent = None
     if pid is not None:
-        pkey = bytes.fromhex(pid)
+        pkey = id_key(pid)
         parent = new.get(pkey)
         if parent is None and ci.get(pkey) is not None:
             try:
@@ -235,7 +236,7 @@ def _summary(ci: CheckinIndex, reader, m: mf.Manifest, new: dict[bytes, mf.Manif
                 parent = None
     try:
         return checkin_summary(m, parent, pid if parent else None,
-                               lambda h: MANIFESTS.files(reader, bytes.fromhex(h)))
+                               lambda h: MANIFESTS.files(reader, id_key(h)))
     except HeroFossilError:  # a baseline or parent manifest is missing: index it anyway
         return len(m.files), None
 
@@ -245,7 +246,7 @@ def _deltify_checkin(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest,
     """Older versions of what ``cid`` changed become reverse deltas on its versions."""
     if not m.parents or not changed:
         return
-    pid = bytes.fromhex(m.parents[0])
+    pid = id_key(m.parents[0])
     try:
         before = MANIFESTS.files(reader, pid)
         after = MANIFESTS.files(reader, cid)
@@ -258,7 +259,7 @@ def _deltify_checkin(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest,
             added.append(path)
         if old is None or new is None or old.uuid == new.uuid:
             continue
-        a, b = bytes.fromhex(old.uuid), bytes.fromhex(new.uuid)
+        a, b = id_key(old.uuid), id_key(new.uuid)
         if aw.has(a) and aw.has(b):
             aw.deltify(a, b)
     if added:
@@ -290,7 +291,7 @@ def deltify_added(aw: ArtifactWriter, removed: list[tuple[str, str]],
 
     def size(uuid: str) -> int:
         if uuid not in sizes:
-            aid = bytes.fromhex(uuid)
+            aid = id_key(uuid)
             sizes[uuid] = aw.size(aid) if aw.has(aid) else -1
         return sizes[uuid]
 
@@ -307,7 +308,7 @@ def deltify_added(aw: ArtifactWriter, removed: list[tuple[str, str]],
         if not same:
             continue
         _, base, was_removed = same[0]
-        new, other = bytes.fromhex(uuid), bytes.fromhex(base)
+        new, other = id_key(uuid), id_key(base)
         if was_removed:
             aw.deltify(other, new)  # a reverse delta, as for two versions of one path
         else:
@@ -324,7 +325,7 @@ def _deltify_merged(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest) -> N
     except HeroFossilError:
         return
     for mp in m.parents[1:]:
-        side = bytes.fromhex(mp)
+        side = id_key(mp)
         try:
             merged = MANIFESTS.files(reader, side)
         except HeroFossilError:
@@ -333,7 +334,7 @@ def _deltify_merged(aw: ArtifactWriter, reader, cid: bytes, m: mf.Manifest) -> N
             new = after.get(path)
             if new is None or old.uuid == new.uuid:
                 continue
-            _deltify_on_later(aw, bytes.fromhex(old.uuid), bytes.fromhex(new.uuid))
+            _deltify_on_later(aw, id_key(old.uuid), id_key(new.uuid))
         _deltify_on_later(aw, side, cid)
 
 
@@ -407,6 +408,6 @@ def arrived(txn, dbs, aw: ArtifactWriter, ids: set[bytes]) -> None:
             continue
         tree = Tree(txn, dbs["tree"], branch)
         for entry in list(tree.walk()):
-            aid = bytes.fromhex(entry.id)
+            aid = id_key(entry.id)
             if aid in ids:
                 tree.put(entry.path, entry.perm, aw.size(aid), entry.mtime, aid, exists=True)

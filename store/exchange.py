@@ -19,9 +19,9 @@ from herofossil import delta
 from herofossil.errors import DeltaError, HeroFossilError, IntegrityError
 from herofossil.store import blobs
 from herofossil.store.artifacts import ArtifactWriter
-from herofossil.store.blobs import BlobReader, artifact_id
+from herofossil.store.blobs import BlobReader
 from herofossil.store.crosslink import arrived, crosslink
-from herofossil.store.keys import join_key, pack_u64, unpack_u64
+from herofossil.store.keys import id_name, join_key, pack_u64, unpack_u64
 
 # In ``meta`` (kept by rebuild, so peers know the store), keyed as every metadata key.
 STORE_ID_KEY = join_key("sync", "store-id")
@@ -335,7 +335,7 @@ def receive(env, artifacts: list[tuple[bytes, bytes]], *, deltify: bool = False)
     batch = {}
     for aid, stored in artifacts:
         if len(aid) != blobs.ID_LEN or not stored or len(stored) > MAX_ARTIFACT:
-            raise IntegrityError(f"a peer sent a malformed artifact {aid.hex()[:64]}")
+            raise IntegrityError(f"a peer sent a malformed artifact {id_name(aid)[:64]}")
         batch[aid] = stored
 
     def txn_fn(txn):
@@ -370,20 +370,21 @@ def _verified(aw: ArtifactWriter, batch: dict, contents: dict, aid: bytes) -> by
         stored = batch.get(cur)
         if stored is None:
             if not aw.has(cur):
-                raise IntegrityError(f"a peer sent artifact {chain[-1].hex()} as a delta on "
-                                     f"{cur.hex()}, which it did not send and this store lacks")
+                raise IntegrityError(f"a peer sent artifact {id_name(chain[-1])} as a delta on "
+                                     f"{id_name(cur)}, which it did not send and this store lacks")
             contents[cur] = aw.content(cur)
             break
         chain.append(cur)
         if len(chain) > 4 * blobs.MAX_CHAIN:
-            raise IntegrityError(f"a peer sent artifact {aid.hex()} on a delta chain that loops "
+            raise IntegrityError(f"a peer sent artifact {id_name(aid)} on a delta chain that loops "
                                  "or is too long")
         base = blobs.delta_base(stored)
         if base is None:
             try:
                 data = blobs.decode_whole(stored, cur)
             except HeroFossilError as exc:
-                raise IntegrityError(f"a peer sent a damaged artifact {cur.hex()}: {exc}") from exc
+                raise IntegrityError(
+                    f"a peer sent a damaged artifact {id_name(cur)}: {exc}") from exc
             _check(cur, data)
             contents[cur] = data
             chain.pop()
@@ -395,15 +396,15 @@ def _verified(aw: ArtifactWriter, batch: dict, contents: dict, aid: bytes) -> by
             data = delta.apply(contents[blobs.delta_base(stored)],
                                blobs.delta_payload(stored, child))
         except (DeltaError, HeroFossilError) as exc:
-            raise IntegrityError(f"a peer sent a damaged delta {child.hex()}: {exc}") from exc
+            raise IntegrityError(f"a peer sent a damaged delta {id_name(child)}: {exc}") from exc
         _check(child, data)
         contents[child] = data
     return contents[aid]
 
 
 def _check(aid: bytes, data: bytes) -> None:
-    if artifact_id(data) != aid:
-        raise IntegrityError(f"a peer sent artifact {aid.hex()} whose bytes do not hash to it; "
+    if not blobs.hashes_to(aid, data):
+        raise IntegrityError(f"a peer sent artifact {id_name(aid)} whose bytes do not hash to it; "
                              "nothing of the exchange was stored")
 
 

@@ -11,6 +11,11 @@ tag name holds, so a range scan over ``join_key(a, b"")`` finds exactly a's entr
     seq, cseq u64 sequence                    (big-endian: keys sort by number)
 
 Counts kept as values: ``chain`` a u16, ``deps`` a u32 (``CHAIN``, ``DEPS``).
+
+Artifact keys are 32 bytes: a SHA3-256 id as it is, a SHA1 id of an older Fossil
+repository (20 bytes) followed by 12 NUL bytes (``id_key``; a SHA3-256 id ends so with
+odds of 2**-96). Names, the 64- or 40-hex forms that manifests and Fossil use, are
+made from keys by ``id_name`` only.
 """
 
 from __future__ import annotations
@@ -20,6 +25,31 @@ import struct
 _U64 = struct.Struct(">Q")
 CHAIN = struct.Struct("<H")  # value of the chain table: longest delta chain on an artifact
 DEPS = struct.Struct("<I")  # value of the deps table: deltas based on an artifact
+
+
+SHA1_PAD = bytes(12)
+
+
+def id_key(name: str) -> bytes:
+    """The 32-byte key of the artifact named ``name`` (64 hex digits: SHA3-256; 40:
+    SHA1, padded). ValueError for anything else."""
+    if len(name) == 64:
+        return bytes.fromhex(name)
+    if len(name) == 40:
+        return bytes.fromhex(name) + SHA1_PAD
+    raise ValueError(f"not an artifact name: {name[:80]!r}")
+
+
+def id_name(key: bytes) -> str:
+    """The name (64 or 40 hex digits) of the artifact keyed ``key``."""
+    if key[20:] == SHA1_PAD and len(key) == 32:
+        return key[:20].hex()
+    return key.hex()
+
+
+def is_sha1_key(key: bytes) -> bool:
+    """True for the key of a SHA1-named artifact."""
+    return len(key) == 32 and key[20:] == SHA1_PAD
 
 
 def pack_u64(n: int) -> bytes:

@@ -17,7 +17,7 @@ from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader
 from herofossil.store.checkins import DEFAULT_BRANCH, INDEXED, MANIFESTS
 from herofossil.store.crosslink import crosslink, set_tips, topological
-from herofossil.store.keys import CHAIN, DEPS, pack_u64
+from herofossil.store.keys import CHAIN, DEPS, id_name, pack_u64
 from herofossil.store.lru import LRU
 from herofossil.store.schema import LOCAL_TABLES
 
@@ -145,7 +145,7 @@ def _contents(txn, blob_db, whole: list[bytes], base_of: dict[bytes, bytes]):
                 data = delta.apply(base_data, blobfmt.delta_payload(txn.get(aid, db=blob_db),
                                                                     aid))
             except DeltaError as exc:
-                yield aid, None, IntegrityError(f"artifact {aid.hex()} is damaged: {exc}")
+                yield aid, None, IntegrityError(f"artifact {id_name(aid)} is damaged: {exc}")
                 continue
             except HeroFossilError as exc:
                 yield aid, None, exc
@@ -205,7 +205,7 @@ def iter_artifacts(repo, batch: int = 512) -> Iterator[tuple[str, bytes]]:
                 if len(ids) >= batch:
                     break
             reader = BlobReader(txn, dbs)
-            items = [(aid.hex(), reader.content(aid)) for aid in ids]
+            items = [(id_name(aid), reader.content(aid)) for aid in ids]
         if not items:
             return
         yield from items

@@ -11,6 +11,7 @@ from __future__ import annotations
 from herofossil.errors import ConflictError, UsageError
 from herofossil.store.changes import Delete, PutArtifact
 from herofossil.store.checkins import CheckinIndex
+from herofossil.store.keys import id_key
 
 
 def common_ancestor(ci: CheckinIndex, a: bytes, b: bytes) -> bytes | None:
@@ -21,7 +22,7 @@ def common_ancestor(ci: CheckinIndex, a: bytes, b: bytes) -> bytes | None:
         while todo:
             rec = ci.get(todo.pop())
             for p in rec.parents if rec else ():
-                pid = bytes.fromhex(p)
+                pid = id_key(p)
                 if pid not in seen:
                     seen.add(pid)
                     todo.append(pid)
@@ -32,7 +33,7 @@ def common_ancestor(ci: CheckinIndex, a: bytes, b: bytes) -> bytes | None:
     found = [r for r in found if r is not None]
     if not found:
         return None
-    return bytes.fromhex(max(found, key=lambda r: (r.time, r.seq)).id)
+    return id_key(max(found, key=lambda r: (r.time, r.seq)).id)
 
 
 def plan(base: dict, ours: dict, theirs: dict, strategy: str | None):

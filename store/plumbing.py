@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from herofossil.errors import InvalidPathError
 from herofossil.store import refs
 from herofossil.store.checkins import Checkin, CheckinIndex
-from herofossil.store.keys import join_key
+from herofossil.store.keys import id_key, join_key
 from herofossil.store.paths import normalize
 from herofossil.store.tree import Entry
 
@@ -40,7 +40,7 @@ class Plumbing:
         """A binary stream of artifact ``aid``, decompressed as it is read (close it)."""
         from herofossil.store.streams import ArtifactStream
 
-        return io.BufferedReader(ArtifactStream(self._repo._env, bytes.fromhex(aid)), 1 << 20)
+        return io.BufferedReader(ArtifactStream(self._repo._env, id_key(aid)), 1 << 20)
 
     def last_seq(self) -> int:
         """The sequence number of the newest check-in (a cursor for ``checkins_after``)."""

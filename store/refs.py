@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from herofossil.errors import NotFoundError, UsageError
 from herofossil.store.checkins import DEFAULT_BRANCH, CheckinIndex
-from herofossil.store.keys import join_key
+from herofossil.store.keys import id_key, join_key
 
 MAX_KEY = 511  # LMDB's key size limit
 
@@ -120,7 +120,7 @@ def _at_date(ci: CheckinIndex, tip: bytes, when: float, ref: str) -> bytes:
             return cur
         if not rec.parents:
             raise NotFoundError(f"no check-in at or before {ref!r}", ref=ref)
-        cur = bytes.fromhex(rec.parents[0])
+        cur = id_key(rec.parents[0])
         if ci.get(cur) is None:
             raise NotFoundError(f"no check-in at or before {ref!r} (history is incomplete)",
                                 ref=ref)

@@ -26,6 +26,7 @@ from herofossil.store.checkins import (
     checkin_summary,
 )
 from herofossil.store.crosslink import crosslink
+from herofossil.store.keys import id_key, id_name
 from herofossil.store.paths import DIR_MARKER, MAX_NAME, normalize
 from herofossil.store.plumbing import Plumbing, meta_key
 from herofossil.store.tree import Entry, Tree, tree_key
@@ -172,7 +173,7 @@ class Repo:
     def resolve(self, ref: str | None = None) -> str:
         """The full check-in id that ``ref`` names (see ``refs.resolve``)."""
         with self._read() as txn:
-            return refs.resolve(CheckinIndex(txn, self._db), ref, self.default_branch).hex()
+            return id_name(refs.resolve(CheckinIndex(txn, self._db), ref, self.default_branch))
 
     def read(self, path: str, at: str | None = None) -> bytes:
         """The bytes of file ``path`` at version ``at`` (default: the default branch's tip)."""
@@ -206,7 +207,7 @@ class Repo:
                                     path=path, ref=at)
             if entry.is_dir:
                 raise UsageError(f"{path} is a folder, not a file")
-            return BlobReader(txn, self._db).content(bytes.fromhex(entry.id))
+            return BlobReader(txn, self._db).content(id_key(entry.id))
 
     def stat(self, path: str, at: str | None = None) -> Entry:
         """The entry (file or folder) at ``path``; its ``id`` is the artifact id (ETag)."""
@@ -258,7 +259,7 @@ class Repo:
     def artifact(self, aid: str) -> bytes:
         """The bytes of artifact ``aid`` (full hex id)."""
         with self._read() as txn:
-            return BlobReader(txn, self._db).content(bytes.fromhex(aid))
+            return BlobReader(txn, self._db).content(id_key(aid))
 
     def checkin(self, ref: str | None = None) -> Checkin:
         """The check-in ``ref`` names."""
@@ -297,7 +298,7 @@ class Repo:
                 if touching is None or cid in touching:
                     out.append(rec)
                 for p in rec.parents:
-                    pid = bytes.fromhex(p)
+                    pid = id_key(p)
                     if pid not in seen:
                         seen.add(pid)
                         prec = ci.get(pid)
@@ -338,18 +339,18 @@ class Repo:
             reader = BlobReader(txn, self._db)
             m = MANIFESTS.manifest(reader, cid)
             pid = m.parents[0] if m.parents else None
-            if pid is not None and ci.get(bytes.fromhex(pid)) is None:
+            if pid is not None and ci.get(id_key(pid)) is None:
                 pid = None
-            parent = MANIFESTS.manifest(reader, bytes.fromhex(pid)) if pid else None
+            parent = MANIFESTS.manifest(reader, id_key(pid)) if pid else None
             changed = checkin_summary(m, parent, pid,
-                                      lambda h: MANIFESTS.files(reader, bytes.fromhex(h)))[1]
+                                      lambda h: MANIFESTS.files(reader, id_key(h)))[1]
             return [p for p in changed if p.rpartition("/")[2] != DIR_MARKER]
 
     def branches(self) -> dict[str, str]:
         """Branch name -> id of its tip (the newest leaf)."""
         with self._read() as txn:
             ci = CheckinIndex(txn, self._db)
-            return {b: ci.tip(b).hex() for b in ci.branches()}
+            return {b: id_name(ci.tip(b)) for b in ci.branches()}
 
     def leaves(self, branch: str | None = None) -> list[str]:
         """Ids of the leaves of ``branch``, newest first (more than one is a fork)."""
@@ -383,7 +384,8 @@ class Repo:
     def tags(self) -> dict[str, list[str]]:
         """Tag name -> ids of the check-ins carrying it."""
         with self._read() as txn:
-            return {k: [c.hex() for c in v] for k, v in CheckinIndex(txn, self._db).tags().items()}
+            tags = CheckinIndex(txn, self._db).tags()
+            return {k: [id_name(c) for c in v] for k, v in tags.items()}
 
     # ---- writes
     def commit(
@@ -535,13 +537,13 @@ class Repo:
             ci = CheckinIndex(txn, self._db)
             cid = refs.resolve(ci, ref, self.default_branch)
             if kind == "-" and cid not in ci.tagged(name):
-                raise NotFoundError(f"check-in {cid.hex()[:12]} has no tag {name!r}")
+                raise NotFoundError(f"check-in {id_name(cid)[:12]} has no tag {name!r}")
             ctl = mf.ControlArtifact(date=mf.date_now(), user=user or default_user(),
-                                     tags=[mf.TagCard(kind, "sym-" + name, cid.hex())])
+                                     tags=[mf.TagCard(kind, "sym-" + name, id_name(cid))])
             aw = ArtifactWriter(txn, self._db)
             aid, _ = aw.add(ctl.to_bytes())
             crosslink(txn, self._db, [aid], aw=aw, parsed={aid: ctl})
-            return aid.hex()
+            return id_name(aid)
 
         return self._env.write(txn_fn)
 
@@ -573,9 +575,9 @@ class Repo:
                 raise UsageError("nothing to merge: both sides are the same check-in")
             base = mergemod.common_ancestor(ci, ours, theirs)
             if base == theirs:
-                raise UsageError(f"{theirs.hex()[:12]} is already part of {branch}")
+                raise UsageError(f"{id_name(theirs)[:12]} is already part of {branch}")
         if message is None:
-            message = f"Merge {other or theirs.hex()[:12]} into {branch}"
+            message = f"Merge {other or id_name(theirs)[:12]} into {branch}"
         return self._merge(branch, ours, theirs, base, strategy, message, user, None)
 
     def _merge(self, branch: str, ours: bytes, theirs: bytes, base: bytes | None,
@@ -583,12 +585,12 @@ class Repo:
                at: float | None) -> Checkin:
         from herofossil.store import merge as mergemod
 
-        files = {c: self._files(c.hex()) if c else {} for c in {base, ours, theirs}}
+        files = {c: self._files(id_name(c)) if c else {} for c in {base, ours, theirs}}
         changes, conflicts = mergemod.plan(files[base], files[ours], files[theirs], strategy)
         if conflicts:
             message += f" (conflicts resolved as {strategy}: {', '.join(conflicts[:5])})"
         return self.commit(changes, message=message, user=user, branch=branch,
-                           parent=ours.hex(), merge_parents=[theirs.hex()], allow_empty=True,
+                           parent=id_name(ours), merge_parents=[id_name(theirs)], allow_empty=True,
                            at=at)
 
     def merge_forks(self, branch: str | None = None) -> tuple[list[Checkin], list[str]]:
@@ -615,7 +617,7 @@ class Repo:
 
         for i, first in enumerate(leaves):
             for second in leaves[i + 1:]:
-                ours, theirs = bytes.fromhex(first), bytes.fromhex(second)
+                ours, theirs = id_key(first), id_key(second)
                 with self._read() as txn:
                     ci = CheckinIndex(txn, self._db)
                     base = mergemod.common_ancestor(ci, ours, theirs)

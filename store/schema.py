@@ -1,7 +1,8 @@
 """The schema of a store: its tables (named LMDB databases) and how LMDB opens them.
 
 global state (the repository itself)
-    ``blob``     artifact id (32-byte SHA3-256) -> stored form (see ``blobs``)
+    ``blob``     artifact key (32 bytes: the SHA3-256, or a SHA1 padded, see ``keys``)
+                 -> stored form (see ``blobs``)
     ``chunk``    part id (SHA3-256 of its bytes) -> whole stored form of a large
                  artifact's part (see ``blobs``; ``compact`` drops unreferenced ones)
 

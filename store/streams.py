@@ -14,6 +14,7 @@ import zstandard
 from herofossil.errors import IntegrityError, NotFoundError
 from herofossil.store import blobs
 from herofossil.store.blobs import BlobReader
+from herofossil.store.keys import id_name
 from herofossil.store.lmdbenv import Snapshot
 
 
@@ -28,7 +29,7 @@ class ArtifactStream(io.RawIOBase):
         try:
             stored = self._snapshot.txn.get(aid, db=env.db["blob"])
             if stored is None:
-                raise NotFoundError(f"artifact {aid.hex()} is not in the store")
+                raise NotFoundError(f"artifact {id_name(aid)} is not in the store")
             kind = bytes(stored[:1])
             self._pos = 0
             self._frame = None
@@ -91,7 +92,7 @@ class ArtifactStream(io.RawIOBase):
             return len(self._source.getbuffer())
         size = zstandard.frame_content_size(self._frame)
         if size < 0:
-            raise IntegrityError(f"artifact {self._aid.hex()} has no recorded size")
+            raise IntegrityError(f"artifact {id_name(self._aid)} has no recorded size")
         return size
 
     def readinto(self, buffer) -> int:
@@ -103,7 +104,7 @@ class ArtifactStream(io.RawIOBase):
         try:
             data = self._source.read(len(buffer))
         except zstandard.ZstdError as exc:
-            raise IntegrityError(f"artifact {self._aid.hex()} is damaged: {exc}") from exc
+            raise IntegrityError(f"artifact {id_name(self._aid)} is damaged: {exc}") from exc
         buffer[:len(data)] = data
         self._pos += len(data)
         return len(data)

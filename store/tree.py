@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from herofossil.errors import InvalidPathError, UsageError
-from herofossil.store.keys import join_key, tree_key
+from herofossil.store.keys import id_name, join_key, tree_key
 from herofossil.store.paths import DIR_MARKER, split
 
 _FILE = struct.Struct("<cQd32s")
@@ -67,7 +67,7 @@ def encode_file(perm: str, size: int, mtime: float, aid: bytes) -> bytes:
 def decode(path: str, raw: bytes) -> Entry:
     if raw[:1] == b"F":
         perm, size, mtime, aid = _FILE.unpack_from(raw, 1)
-        return Entry(path, False, aid.hex(), PERM_NAMES[perm], size, mtime)
+        return Entry(path, False, id_name(aid), PERM_NAMES[perm], size, mtime)
     count, mtime = _DIR.unpack_from(raw, 1)
     return Entry(path, True, mtime=mtime, count=count)
 

@@ -27,8 +27,9 @@ import lmdb
 
 from herofossil.errors import HeroFossilError, IntegrityError, StoreError
 from herofossil.store import blobs as blobfmt
-from herofossil.store.blobs import BlobReader, artifact_id, pack_u64, unpack_u64
+from herofossil.store.blobs import BlobReader, artifact_id, hashes_to, pack_u64, unpack_u64
 from herofossil.store.checkins import INDEXED, _decode_record, _encode_record
+from herofossil.store.keys import id_name
 from herofossil.store.lmdbenv import is_store
 from herofossil.store.schema import ALL_TABLES, LOCAL_TABLES, lmdb_open
 from herofossil.store.tree import PERM_NAMES
@@ -301,18 +302,18 @@ def _describe(table: str, key: bytes) -> str:
         if table in ("seq", "cseq"):
             return f"sequence {_u64(key)}"
         if table in ("phantom", "chain", "deps"):
-            return f"artifact {_id(key).hex()}"
+            return f"artifact {id_name(_id(key))}"
         if table == "checkin":
-            return f"check-in {_id(key).hex()}"
+            return f"check-in {id_name(_id(key))}"
         if table == "child":
-            return f"parent {key[:32].hex()} child {key[32:].hex()}" if len(key) == 64 \
-                else f"key {key.hex()}"
+            return f"parent {id_name(key[:32])} child {id_name(key[32:])}" if len(key) == 64 \
+                else f"key {id_name(key)}"
         if table == "leaf":
             branch, cid = _named(key, "branch")
-            return f"branch {branch!r} check-in {cid.hex()}"
+            return f"branch {branch!r} check-in {id_name(cid)}"
         if table == "tag":
             name, cid = _named(key, "tag name")
-            return f"tag {name!r} check-in {cid.hex()}"
+            return f"tag {name!r} check-in {id_name(cid)}"
         if table == "tip":
             return f"branch {_text(key, 'branch')!r}"
         if table == "tree":
@@ -325,7 +326,7 @@ def _describe(table: str, key: bytes) -> str:
             return f"key {key.decode('ascii')!r}"
     except (_Bad, UnicodeDecodeError):
         pass
-    return f"key {key.hex()}"
+    return f"key {id_name(key)}"
 
 
 class _Emitter:
@@ -517,10 +518,10 @@ class _Checker:
             hashed.add(aid)
             if error is not None:
                 said = str(error)
-                self.bad_artifacts.add(said if aid.hex() in said else f"artifact {aid.hex()}: "
-                                       f"{said}")
-            elif artifact_id(data) != aid:
-                self.bad_artifacts.add(f"artifact {aid.hex()}: content does not match its hash")
+                name = id_name(aid)
+                self.bad_artifacts.add(said if name in said else f"artifact {name}: {said}")
+            elif not hashes_to(aid, data):
+                self.bad_artifacts.add(f"artifact {id_name(aid)}: content does not match its hash")
 
         indexed, tips = set(), {}
         self.emit.doing("reading table tip")
@@ -585,14 +586,14 @@ class _Checker:
                     named.update(ids)
                     for cid, data in zip(ids, reader.parts(aid, stored), strict=True):
                         if artifact_id(data) != cid:
-                            raise IntegrityError(f"artifact {aid.hex()}: part {cid.hex()} "
+                            raise IntegrityError(f"artifact {id_name(aid)}: part {id_name(cid)} "
                                                  "does not match its hash")
                         whole.update(data)
                 except HeroFossilError as exc:
                     lines.add(str(exc))
                     continue
                 if whole.digest() != aid:
-                    lines.add(f"artifact {aid.hex()}: content does not match its hash")
+                    lines.add(f"artifact {id_name(aid)}: content does not match its hash")
             self.loose_parts = sum(1 for cid in self.txn.cursor(db=self.db["chunk"])
                                    .iternext(values=False) if cid not in named)
         except lmdb.Error as exc:
@@ -660,7 +661,7 @@ class _Checker:
 
     def check_numbered(self, cid: bytes, seq: int, lines: _Lines) -> None:
         if self.txn.get(pack_u64(seq), db=self.db["cseq"]) != cid:
-            lines.add(f"check-in {cid.hex()}: its record's sequence {seq} does not name it in "
+            lines.add(f"check-in {id_name(cid)}: its record's sequence {seq} does not name it in "
                       "table cseq")
 
     def check_deps(self, table: str, lines: _Lines) -> None:
@@ -677,7 +678,7 @@ class _Checker:
         any difference is a bad tip; a branch may lack one (an interrupted bulk import
         leaves new branches without, see ``bulk``) unless it has a tree index."""
         self.check_exact(table, lines, lambda key, mine, theirs: (
-            f"points at {mine[:32].hex()}, which is not a check-in of that branch"
+            f"points at {id_name(mine[:32])}, which is not a check-in of that branch"
             if mine[:32] != theirs[:32] else "differs from what the artifacts imply"))
         if not self.rebuilt:
             return
@@ -735,19 +736,19 @@ class _Checker:
                 continue
             what = _describe(table, key)
             if aid in seen:
-                lines.add(f"{what}: names {aid.hex()} a second time")
+                lines.add(f"{what}: names {id_name(aid)} a second time")
             elif raw is None:
-                lines.add(f"{what}: names {aid.hex()}, which is not "
+                lines.add(f"{what}: names {id_name(aid)}, which is not "
                           + ("stored" if table == "seq" else "a check-in"))
             elif table == "cseq" and len(raw) >= 9:  # shorter: reported with table checkin
                 said = _RECORD_SEQ.unpack_from(raw, 1)[0]
                 if said != n:
-                    lines.add(f"{what}: names check-in {aid.hex()}, whose record says "
+                    lines.add(f"{what}: names check-in {id_name(aid)}, whose record says "
                               f"sequence {said}")
             seen.add(aid)
         for aid in txn.cursor(db=db).iternext(values=False):
             if aid not in seen:
-                lines.add(f"{'artifact' if table == 'seq' else 'check-in'} {aid.hex()}: has "
+                lines.add(f"{'artifact' if table == 'seq' else 'check-in'} {id_name(aid)}: has "
                           "no sequence number")
 
     check_cseq = check_seq
@@ -773,11 +774,11 @@ class _Checker:
                 if (key[:-9], cid) in want:
                     want.discard((key[:-9], cid))
                 elif not self.named(cid, path):
-                    lines.add(f"path {path!r} check-in {cid.hex()}: not implied by the "
+                    lines.add(f"path {path!r} check-in {id_name(cid)}: not implied by the "
                               "artifacts")
         for path, cid in sorted(want):
             lines.add(f"path {path.decode('utf-8', 'replace')!r} check-in "
-                      f"{(cid or b'').hex()}: missing (the artifacts imply it)")
+                      f"{id_name(cid or b'')}: missing (the artifacts imply it)")
 
     def named(self, cid: bytes, path: str) -> bool:
         """True when check-in ``cid``'s manifest has a card for ``path``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from herofossil.store.blobs import BlobReader
+from herofossil.store.keys import id_key
 from herofossil.store.paths import DIR_MARKER, is_under
 from herofossil.store.tree import Entry, Tree, perm_of
 
@@ -44,7 +45,7 @@ class ManifestView:
         self._dirs: dict[str, list[str]] | None = None
 
     def _entry(self, path: str, card) -> Entry:
-        aid = bytes.fromhex(card.uuid)
+        aid = id_key(card.uuid)
         size = self.blobs.size(aid) if self.blobs.has(aid) else 0
         return Entry(path, False, card.uuid, perm_of(card.perm), size, self.mtime)
 

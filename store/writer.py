@@ -39,6 +39,7 @@ from herofossil.store.changes import (
 from herofossil.store.checkins import MANIFESTS, Checkin, CheckinIndex
 from herofossil.store.chunks import Staged
 from herofossil.store.crosslink import crosslink, fill_tree, tree_kept_at
+from herofossil.store.keys import id_key, id_name
 from herofossil.store.paths import DIR_MARKER, is_under, normalize
 from herofossil.store.tree import Tree, check_perm, refuse_folder
 
@@ -62,7 +63,7 @@ def _as_bytes(data) -> bytes:
 
 
 def _check_expect(path: str, expect: str | None, current: bytes | None) -> None:
-    check_expect(path, expect, current.hex() if current is not None else None)
+    check_expect(path, expect, id_name(current) if current is not None else None)
 
 
 class _Pending:
@@ -97,12 +98,12 @@ class _Pending:
         refuse_folder(path, entry)
         if entry is None and not path.isascii():
             self._check_normalisation(path)
-        old = None if entry is None else bytes.fromhex(entry.id)
+        old = None if entry is None else id_key(entry.id)
         if old == aid and entry.perm == perm:
             return
         self._remember(path, entry)
         self.tree.put(path, perm, size, self.mtime, aid, exists=entry is not None)
-        self.cards[path] = mf.FileCard(path, aid.hex(), perm)
+        self.cards[path] = mf.FileCard(path, id_name(aid), perm)
         if old is None:
             self.nfiles_delta += 1
 
@@ -152,7 +153,7 @@ class _Pending:
         data = None if staged else _as_bytes(ch.data)
         entry = self.tree.get(path)
         refuse_folder(path, entry)
-        current = bytes.fromhex(entry.id) if entry else None
+        current = id_key(entry.id) if entry else None
         _check_expect(path, ch.expect, current)
         perm = check_perm(ch.perm if ch.perm is not None else (entry.perm if entry else ""))
         if staged is not None:  # stored in parts already, never a delta
@@ -166,12 +167,12 @@ class _Pending:
 
     def _put_artifact(self, ch: PutArtifact) -> None:
         path = normalize(ch.path, marker=True)
-        aid = bytes.fromhex(ch.id)
+        aid = id_key(ch.id)
         if not self.aw.has(aid):
             raise NotFoundError(f"artifact {ch.id} is not in the store")
         entry = self.tree.get(path)
         refuse_folder(path, entry)
-        _check_expect(path, ch.expect, bytes.fromhex(entry.id) if entry else None)
+        _check_expect(path, ch.expect, id_key(entry.id) if entry else None)
         self.put(path, aid, check_perm(ch.perm), self.aw.size(aid))
 
     def _delete(self, ch: Delete) -> None:
@@ -185,7 +186,7 @@ class _Pending:
             for f in list(self.tree.walk(path)):
                 self.remove(f.path)
             return
-        _check_expect(path, ch.expect, bytes.fromhex(entry.id))
+        _check_expect(path, ch.expect, id_key(entry.id))
         self.remove(path)
 
     def _rename(self, ch: Rename) -> None:
@@ -205,7 +206,7 @@ class _Pending:
                 self._delete(Delete(dst, recursive=True))
             moves = [(f.path, dst + f.path[len(src) :], f) for f in self.tree.walk(src)]
         else:
-            _check_expect(src, ch.expect, bytes.fromhex(entry.id))
+            _check_expect(src, ch.expect, id_key(entry.id))
             if target is not None:
                 if target.is_dir or not ch.overwrite:
                     raise ConflictError(f"{dst} already exists; nothing was moved")
@@ -213,7 +214,7 @@ class _Pending:
         for old, _new, _f in moves:
             self.remove(old)
         for _old, new, f in moves:
-            aid = bytes.fromhex(f.id)
+            aid = id_key(f.id)
             if self.tree.file_id(new) is not None:
                 self.remove(new)
             self.put(new, aid, f.perm, f.size)
@@ -299,7 +300,7 @@ def commit(
         date=date,
         user=user,
         files=files,
-        parents=[parent.hex()] + [p.hex() for p in merge_parents],
+        parents=[id_name(parent)] + [id_name(p) for p in merge_parents],
         tags=tags,
         baseline=baseline,
     )
@@ -314,7 +315,7 @@ def commit(
                        tree_at={branch: cid})
     record = linked.checkins[0]
     if record.branch != branch:  # its parent is another branch's: never write elsewhere
-        raise StoreError(f"branch {branch!r} names check-in {parent.hex()[:16]} of branch "
+        raise StoreError(f"branch {branch!r} names check-in {id_name(parent)[:16]} of branch "
                          f"{record.branch!r} as its tip; nothing was written: run "
                          "'herofossil rebuild'")
     KNOWN.add(cid, data)
@@ -355,10 +356,10 @@ def _file_cards(aw: ArtifactWriter, pm: mf.Manifest, parent: bytes, changed: dic
     if pm.baseline:
         baseline, cards = pm.baseline, {c.name: c for c in pm.files}
     else:
-        baseline, cards = parent.hex(), {}
+        baseline, cards = id_name(parent), {}
     cards.update(changed)
     if len(cards) > delta_limit(nfiles):  # the baseline's files with every change since
-        base = MANIFESTS.baseline(aw, bytes.fromhex(baseline)) if pm.baseline else pm
+        base = MANIFESTS.baseline(aw, id_key(baseline)) if pm.baseline else pm
         files = list(mf.overlay_cards({c.name: c for c in base.files}, cards.values()).values())
         return None, files, True
     return baseline, list(cards.values()), False
@@ -372,7 +373,7 @@ def _store_manifest(aw: ArtifactWriter, data: bytes, pm: mf.Manifest, parent: by
     for old, new, new_data in replaced:
         aw.deltify(old, new, new_data=new_data)
     if full:  # the previous baseline becomes a reverse delta on the new one
-        aw.deltify(bytes.fromhex(pm.baseline) if pm.baseline else parent, cid, new_data=data)
+        aw.deltify(id_key(pm.baseline) if pm.baseline else parent, cid, new_data=data)
         if pm.baseline:  # the last delta-manifest of the cycle stays whole: compress it
             aw.compress(parent, cards=True)
     else:

@@ -7,8 +7,8 @@ user logs in with Fossil's scheme (the password from the URL, else
 ``$HEROFOSSIL_SYNC_PASSWORD``). Artifacts arrive as Fossil sends them (whole
 or as deltas, possibly before their bases) and are stored through the
 backend's ``receive`` (verified, crosslinked, all of a round or nothing) once
-their bytes can be rebuilt. This store keys artifacts by SHA3-256, so a
-repository holding SHA1-named artifacts is refused with a ``SyncError``.
+their bytes can be rebuilt. SHA1-named artifacts of older repositories keep
+their names and are verified with SHA1 (``keys.id_key``).
 
 Peer state (``SyncBackend.peer_state``, keyed by the URL without
 credentials): ``{"epoch", "pushed"}``, the insert sequence number up to
@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from herofossil.errors import HeroFossilError, IntegrityError, SyncError
 from herofossil.store import blobs
+from herofossil.store.keys import id_key, id_name
 from herofossil.sync import xfer
 from herofossil.sync.backend import Report, SyncBackend
 
@@ -129,10 +130,9 @@ class _Incoming:
 
     def add(self, card: xfer.Card) -> None:
         name = card.args[0]
-        if len(name) != 2 * blobs.ID_LEN:
-            raise SyncError(f"the Fossil repository at {self.peer.key} holds SHA1-named "
-                            f"artifacts ({name}); this store keeps SHA3-256 ones only",
-                            peer=self.peer.key)
+        if not xfer.is_hash(name):
+            raise SyncError(f"{self.peer.key} sent a file card for {name[:80]!r}, which is "
+                            "not an artifact name", peer=self.peer.key)
         src = card.args[1] if len(card.args) == (3 if card.name == "file" else 4) else None
         data = card.payload if card.name == "file" else xfer.uncompress(card.payload)
         self.pending[name] = (src, data)
@@ -148,9 +148,8 @@ class _Incoming:
         whole: dict[str, bytes] = {}
         bases = {s for s, _ in self.pending.values() if s and s not in self.pending}
         if bases:
-            have = self.backend.contents([bytes.fromhex(s) for s in bases
-                                          if len(s) == 2 * blobs.ID_LEN])
-            whole.update((aid.hex(), data) for aid, data in have.items())
+            have = self.backend.contents([id_key(s) for s in bases if xfer.is_hash(s)])
+            whole.update((id_name(aid), data) for aid, data in have.items())
 
         def resolve(name: str) -> bool:
             chain, cur = [], name
@@ -182,10 +181,10 @@ class _Incoming:
             src, data = self.pending.pop(name)
             hops = self.depth.get(src, CHAIN_LIMIT) + 1 if src is not None else 0
             if 0 < hops <= CHAIN_LIMIT:
-                batch.append((bytes.fromhex(name), blobs.encode_delta(bytes.fromhex(src), data)))
+                batch.append((id_key(name), blobs.encode_delta(id_key(src), data)))
             else:
                 hops = 0
-                batch.append((bytes.fromhex(name), blobs.encode_whole(whole[name])))
+                batch.append((id_key(name), blobs.encode_whole(whole[name])))
             self.depth[name] = hops
         if not batch:
             return []
@@ -305,7 +304,7 @@ def _rounds(backend: SyncBackend, peer: Peer, report: Report, *, pull: bool, pus
         to_send = []
         if announce:
             for _seq, aid in backend.ids_after(pushed):
-                w.card("igot", aid.hex())
+                w.card("igot", id_name(aid))
             announce = False
         cards = peer.exchange(w.getvalue(), report)
         err = _error(peer, cards)
@@ -342,7 +341,7 @@ def _rounds(backend: SyncBackend, peer: Peer, report: Report, *, pull: bool, pus
 
 
 def _missing(backend: SyncBackend, names: list[str]) -> list[str]:
-    ids = {bytes.fromhex(n): n for n in names if len(n) == 2 * blobs.ID_LEN}
+    ids = {id_key(n): n for n in names if xfer.is_hash(n)}
     return [ids[aid] for aid in backend.missing(list(ids))]
 
 
@@ -357,8 +356,8 @@ def _cluster_members(backend: SyncBackend, stored: list[bytes]) -> list[str]:
 
 def _send(backend: SyncBackend, names: list[str], w: xfer.Writer) -> int:
     """File cards (whole artifacts: the message is compressed) for what the server asked."""
-    ids = [bytes.fromhex(n) for n in names if len(n) == 2 * blobs.ID_LEN]
+    ids = [id_key(n) for n in names if xfer.is_hash(n)]
     found = backend.contents(ids)
     for aid, data in found.items():
-        w.file(aid.hex(), data)
+        w.file(id_name(aid), data)
     return len(found)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from herofossil import delta
 from herofossil.errors import HeroFossilError, IntegrityError, SyncError
 from herofossil.store import blobs
+from herofossil.store.keys import id_key, id_name
 from herofossil.store.lru import LRU
 from herofossil.sync import fossilusers
 from herofossil.sync.xfer import (
@@ -221,7 +222,7 @@ def _serve(backend, cards: list[Card], rights: Rights, out: Writer, debug: bool)
             if writable:
                 _clustered(backend)
             for _, aid in backend.ids_after(0):
-                out.card("igot", aid.hex())
+                out.card("igot", id_name(aid))
         out.card("push", server, project)
     elif req.pull:
         if writable:
@@ -231,7 +232,7 @@ def _serve(backend, cards: list[Card], rights: Rights, out: Writer, debug: bool)
         if req.since is not None and req.since < last:
             # What is new since the client's last pull goes now, unasked: one round trip.
             skip = set(req.igot) | sent | received
-            new = [aid.hex() for _, aid in backend.ids_after(req.since)]
+            new = [id_name(aid) for _, aid in backend.ids_after(req.since)]
             new = [n for n in new if n not in skip]
             _send_artifacts(backend, new, set(req.igot), out, sent)
             complete = all(n in sent for n in new)
@@ -247,9 +248,9 @@ def _serve(backend, cards: list[Card], rights: Rights, out: Writer, debug: bool)
 
 
 def _artifact_id(name: str) -> bytes:
-    if len(name) != 2 * blobs.ID_LEN:
-        raise _Refused(f"this store keeps SHA3-256 artifacts only: {name} is a SHA1 name")
-    return bytes.fromhex(name)
+    if not is_hash(name):
+        raise _Refused(f"not an artifact name: {name[:80]!r}")
+    return id_key(name)
 
 
 def _receive(backend, files: list[Card]) -> set[str]:
@@ -299,7 +300,7 @@ def _receive(backend, files: list[Card]) -> set[str]:
 
 def _ask_for(backend, names: list[str], out: Writer) -> None:
     """gimme cards for what the client announced and this store lacks."""
-    ids = {bytes.fromhex(n): n for n in names if len(n) == 2 * blobs.ID_LEN}
+    ids = {id_key(n): n for n in names if is_hash(n)}
     for aid in backend.missing(list(ids))[:MAX_GIMME]:
         out.card("gimme", ids[aid])
 
@@ -322,26 +323,26 @@ def _send_artifacts(backend, wanted: list[str], client: set[str], out: Writer,
     or is sent, else as a delta on the parent's version (Fossil's pull does the same),
     else whole; past a round's size, igot cards (asked for again next round)."""
     names = [n for n in dict.fromkeys(wanted) if len(n) == 2 * blobs.ID_LEN]
-    forms = backend.stored_forms([bytes.fromhex(n) for n in names])
+    forms = backend.stored_forms([id_key(n) for n in names])
     client = client | set(names)
-    parents = _parent_versions(backend, {aid.hex() for aid in forms})
+    parents = _parent_versions(backend, {id_name(aid) for aid in forms})
     whole = [aid for aid, stored in forms.items()
              if blobs.delta_base(stored) is None
-             or blobs.delta_base(stored).hex() not in client | sent]
-    contents = backend.contents(whole + [bytes.fromhex(p) for p in set(parents.values())])
+             or id_name(blobs.delta_base(stored)) not in client | sent]
+    contents = backend.contents(whole + [id_key(p) for p in set(parents.values())])
     for aid, stored in forms.items():
-        name = aid.hex()
+        name = id_name(aid)
         if out.size >= ROUND_BYTES:
             out.card("igot", name)
             continue
         if aid not in contents:  # its stored delta's base is on the client
-            out.file(name, blobs.delta_payload(stored, aid), blobs.delta_base(stored).hex())
+            out.file(name, blobs.delta_payload(stored, aid), id_name(blobs.delta_base(stored)))
         else:
             data = contents[aid]
             base = parents.get(name)
             d = None
-            if base is not None and bytes.fromhex(base) in contents:
-                d = delta.create(contents[bytes.fromhex(base)], data)
+            if base is not None and id_key(base) in contents:
+                d = delta.create(contents[id_key(base)], data)
             if d is not None and len(d) < len(data) - 50:
                 out.file(name, d, base)
             else:
@@ -379,9 +380,9 @@ def _send_clone(backend, seq: int, version: int, out: Writer) -> int:
     """One clone round from sequence number ``seq`` on; returns the next one (0: done)."""
     items, reached = backend.stored_after(seq - 1, ROUND_BYTES)
     for _, aid, stored in items:
-        name = aid.hex()
+        name = id_name(aid)
         base = blobs.delta_base(stored)
-        src = base.hex() if base is not None else None
+        src = id_name(base) if base is not None else None
         if version < 3:
             if base is None:
                 out.file(name, blobs.decode_whole(stored, aid))
@@ -443,7 +444,7 @@ def unclustered(backend) -> list[str]:
     """Names of the artifacts no cluster lists yet (the newest clusters among them)."""
     state = _cluster_state(backend)
     names = dict.fromkeys(state.get("top", []))
-    names.update((aid.hex(), None) for _, aid in backend.ids_after(state.get("through", 0)))
+    names.update((id_name(aid), None) for _, aid in backend.ids_after(state.get("through", 0)))
     return list(names)
 
 
@@ -453,7 +454,7 @@ def make_clusters(backend) -> list[str]:
     state = _cluster_state(backend)
     top = state.get("top", [])
     after = backend.ids_after(state.get("through", 0))
-    names = sorted(set(top) | {aid.hex() for _, aid in after})
+    names = sorted(set(top) | {id_name(aid) for _, aid in after})
     if len(names) < CLUSTER_MIN:
         return []
     groups, rest = [], names
@@ -469,7 +470,7 @@ def make_clusters(backend) -> list[str]:
     backend.receive(made)
     through = after[-1][0] if after else state.get("through", 0)
     new = {"epoch": backend.identity()["epoch"], "through": through,
-           "top": [aid.hex() for aid, _ in made]}
+           "top": [id_name(aid) for aid, _ in made]}
     backend.repo.plumbing.meta_put(STATE_NS, "clusters", json.dumps(new).encode())
     log.info("made %d cluster(s) of %d artifacts", len(made), len(names))
     return new["top"]

@@ -15,8 +15,10 @@ import pytest
 
 import herofossil
 from herofossil.errors import SyncError
+from herofossil.store import blobs
 from herofossil.store.changes import Put
-from herofossil.sync import fossilusers, xfer, xferserver
+from herofossil.store.keys import id_key, id_name, is_sha1_key
+from herofossil.sync import client, fossilusers, xfer, xferclient, xferserver
 from herofossil.sync.backend import SyncBackend
 
 FOSSIL = shutil.which("fossil")
@@ -274,7 +276,7 @@ def test_bad_input_gets_an_error_card_and_stores_nothing(history, pushing):
         "announces": head + b"file " + b"a" * 64 + b" 999\nshort",
         "do not hash": head + good + _file(b"these bytes", "b" * 64),
         "neither sent nor is stored": head + good + _file(b"\x01\x02", src="c" * 64),
-        "SHA3-256 artifacts only": head + _file(b"x", "d" * 40),
+        "whose bytes do not hash": head + _file(b"x", "d" * 40),  # SHA1: checked with SHA1
         "wrong project": f"push {'0' * 40} {'e' * 40}\n".encode() + good,
         "login failed": b"login alice " + b"0" * 40 + b" " + b"1" * 40 + b"\n" + head + good,
     }
@@ -548,3 +550,172 @@ def test_stats_shows_each_stores_own_fossil_codes_once_it_has_them(tmp_path, ser
     (pa, sa), (pb, sb) = codes(stores[0]), codes(stores[1])
     assert all(re.fullmatch(r"[0-9a-f]{40}", c) for c in (pa, sa, pb, sb))
     assert pa != pb and sa != sb and codes(stores[0]) == (pa, sa)  # distinct, stable
+
+
+# ---- SHA1-named artifacts of older Fossil repositories: kept under their names,
+# verified with SHA1, and served back
+
+
+
+def test_a_sha1_name_keys_32_bytes_and_comes_back_and_hashes_with_sha1():
+    data = b"an artifact of an older repository\n"
+    sha1 = hashlib.sha1(data).hexdigest()
+    sha3 = hashlib.sha3_256(data).hexdigest()
+    assert len(id_key(sha1)) == len(id_key(sha3)) == 32
+    assert id_name(id_key(sha1)) == sha1 and id_name(id_key(sha3)) == sha3
+    assert is_sha1_key(id_key(sha1)) and not is_sha1_key(id_key(sha3))
+    assert blobs.hashes_to(id_key(sha1), data) and blobs.hashes_to(id_key(sha3), data)
+    assert not blobs.hashes_to(id_key(sha1), data + b"x")
+    assert not blobs.hashes_to(id_key(sha1[:-1] + "0" if sha1[-1] != "0" else sha1[:-1] + "1"),
+                               data)
+    for bad in ("", "abc", sha1 + "00", sha3[:-2]):
+        with pytest.raises(ValueError):
+            id_key(bad)
+
+
+def _timeline(fsl, repo_file) -> set[str]:
+    out = fsl("timeline", "-n", "0", "-t", "ci", "-F", "%H", "-R", repo_file).stdout
+    return {line.strip() for line in out.splitlines() if len(line.strip()) in (40, 64)}
+
+
+@pytest.fixture
+def old_repo(fsl, tmp_path):
+    """A Fossil repository begun under the sha1 hash policy (check-ins with a branch, a
+    tag, a binary file and many versions of one file), then moved to sha3 as Fossil
+    does for an old repository: later check-ins name the unchanged SHA1 files."""
+    repo_file = tmp_path / "old.fossil"
+    fsl("init", "--sha1", repo_file)
+    fsl("user", "new", "alice", "alice@example.com", "alice-pw", "-R", repo_file)
+    fsl("user", "capabilities", "alice", "gio", "-R", repo_file)
+    work = tmp_path / "work"
+    work.mkdir()
+    fsl("settings", "autosync", "off", "-R", repo_file)
+    fsl("open", repo_file, "--workdir", work, cwd=tmp_path)
+    (work / "notes.txt").write_text("".join(f"line {i}\n" for i in range(200)))
+    (work / "blob.bin").write_bytes(BINARY)
+    (work / "keep.md").write_text("never changes\n")
+    fsl("add", "notes.txt", "blob.bin", "keep.md", cwd=work)
+    fsl("commit", "-m", "first, under sha1", "--no-warnings", cwd=work)
+    for i in range(6):
+        text = (work / "notes.txt").read_text().replace(f"line {i * 7}\n", f"edited {i}\n")
+        (work / "notes.txt").write_text(text)
+        fsl("commit", "-m", f"sha1 edit {i}", "--no-warnings", cwd=work)
+    fsl("tag", "add", "old-release", "trunk", cwd=work)
+    fsl("branch", "new", "side", "trunk", cwd=work)
+    fsl("update", "side", cwd=work)
+    (work / "side.txt").write_text("on the side\n")
+    fsl("add", "side.txt", cwd=work)
+    fsl("commit", "-m", "side, under sha1", "--no-warnings", cwd=work)
+    fsl("update", "trunk", cwd=work)
+    fsl("hash-policy", "sha3", cwd=work)
+    (work / "notes.txt").write_text((work / "notes.txt").read_text() + "after the move\n")
+    fsl("commit", "-m", "under sha3 now", "--no-warnings", cwd=work)
+    fsl("close", cwd=work)
+    return repo_file
+
+
+def test_a_clone_of_an_old_fossil_repository_keeps_its_sha1_artifacts_and_verifies(
+        old_repo, fossil_server, fsl, tmp_path):
+    repo_file = old_repo
+    host = fossil_server(repo_file)
+    url = f"fossil+http://alice:alice-pw@{host}/"
+    repo, report = xferclient.clone(url, tmp_path / "ours")
+    try:
+        theirs = _timeline(fsl, repo_file)
+        assert {len(c) for c in theirs} == {40, 64}  # the fixture made both kinds
+        ours = {c.id for b in repo.branches() for c in repo.log(at=b)}
+        assert ours == theirs
+        for ref in ("trunk", "side", "old-release"):
+            cid = repo.resolve(ref)
+            listed = fsl("ls", "-R", repo_file, "-r", cid).stdout.split()
+            assert sorted(repo.files(cid)) == sorted(listed)
+            for path, (aid, _perm) in repo.files(cid).items():
+                got = subprocess.run([FOSSIL, "cat", path, "-R", str(repo_file), "-r", cid],
+                                     capture_output=True, check=True).stdout
+                assert repo.read(path, at=cid) == got
+                assert repo.artifact(aid) == got
+        keep = repo.stat("keep.md").id
+        assert len(keep) == 40 and hashlib.sha1(repo.read("keep.md")).hexdigest() == keep
+        assert repo.read("blob.bin") == BINARY
+        assert repo.verify().problems == []
+        assert repo.rebuild() and repo.verify().problems == []
+
+        # A check-in made here on top names the unchanged SHA1 files by their names,
+        # and Fossil takes it.
+        mine = repo.write("notes.txt", repo.read("notes.txt") + b"by herofossil\n").id
+        assert repo.files(mine)["keep.md"][0] == keep
+        pushed = xferclient.sync(repo, url, pull=False)
+        assert pushed.artifacts_sent >= 2
+        assert mine in _timeline(fsl, repo_file)
+        assert " 0 errors" in fsl("test-integrity", "-R", repo_file).stdout
+        got = subprocess.run([FOSSIL, "cat", "keep.md", "-R", str(repo_file), "-r", mine],
+                             capture_output=True, check=True).stdout
+        assert got == b"never changes\n"
+    finally:
+        repo.close()
+
+
+def test_a_store_with_sha1_artifacts_serves_fossil_and_our_peers_alike(
+        old_repo, fossil_server, fsl, serve, tmp_path):
+    repo_file = old_repo
+    host = fossil_server(repo_file)
+    source, _ = xferclient.clone(f"fossil+http://alice:alice-pw@{host}/", tmp_path / "ours")
+    want = {c.id for b in source.branches() for c in source.log(at=b)}
+    source.close()
+    server = serve(tmp_path / "ours")
+
+    # fossil clones it back: every artifact sound, the same check-ins, SHA1 names kept.
+    back = tmp_path / "back.fossil"
+    fsl("clone", server.url, back)
+    assert " 0 errors" in fsl("test-integrity", "--parse", "-R", back).stdout
+    assert _timeline(fsl, back) == want
+
+    # A herofossil peer clones it over our protocol and verifies every SHA1 artifact.
+    peer, _ = client.clone(server.url, tmp_path / "peer")
+    try:
+        assert {c.id for b in peer.branches() for c in peer.log(at=b)} == want
+        assert len(peer.stat("keep.md").id) == 40
+        assert peer.verify().problems == []
+    finally:
+        peer.close()
+
+
+def test_a_sha1_artifact_whose_bytes_do_not_match_is_refused_and_nothing_stored(
+        old_repo, fossil_server, serve, tmp_path):
+    repo_file = old_repo
+    host = fossil_server(repo_file)
+    repo, _ = xferclient.clone(f"fossil+http://alice:alice-pw@{host}/", tmp_path / "ours")
+    project, _ = SyncBackend(repo).fossil_codes()
+    before = repo.stats()["artifacts"]
+    repo.close()
+    server = serve(tmp_path / "ours")
+    head = f"pull {'0' * 40} {project}\npush {'0' * 40} {project}\n".encode()
+    good = b"a sound new artifact\n"
+    liar = b"these bytes are not what the name says\n"
+    wrong = hashlib.sha1(b"something else\n").hexdigest()
+    cards = _post(server.url, head + _file(good, hashlib.sha1(good).hexdigest())
+                  + _file(liar, wrong))
+    assert _errors(cards), cards
+    with herofossil.open(tmp_path / "ours", readonly=True) as repo:
+        assert repo.stats()["artifacts"] == before
+        assert repo.verify().problems == []
+    # The sound one alone is taken, under its SHA1 name.
+    cards = _post(server.url, head + _file(good, hashlib.sha1(good).hexdigest()))
+    assert not _errors(cards), cards
+    with herofossil.open(tmp_path / "ours", readonly=True) as repo:
+        assert repo.artifact(hashlib.sha1(good).hexdigest()) == good
+        assert repo.verify().problems == []
+
+
+def test_verify_finds_a_damaged_sha1_artifact(old_repo, fossil_server, tmp_path):
+    repo_file = old_repo
+    host = fossil_server(repo_file)
+    repo, _ = xferclient.clone(f"fossil+http://alice:alice-pw@{host}/", tmp_path / "ours")
+    try:
+        keep = repo.stat("keep.md").id
+        repo._env.write(lambda txn: txn.put(id_key(keep), blobs.encode_whole(b"tampered\n"),
+                                            db=repo._env.db["blob"]))
+        problems = repo.verify().problems
+        assert any(keep in p and "hash" in p for p in problems), problems
+    finally:
+        repo.close()

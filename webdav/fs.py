@@ -34,6 +34,7 @@ from herofossil import errors
 from herofossil.store.blobs import LARGE, artifact_hex
 from herofossil.store.changes import ABSENT, EXISTS, Delete, MakeDir, Put, PutArtifact, Rename
 from herofossil.store.chunks import Staged
+from herofossil.store.keys import id_name
 from herofossil.store.paths import is_under, normalize
 from herofossil.store.refs import parse_date
 from herofossil.store.tree import Entry
@@ -317,7 +318,7 @@ class RepoFS:
         expect = expect_from(env, res.entry.id if res.entry is not None else None)
         self.commit(env, loc, [Put(loc.path, data, None, expect)], loc.url)
         if isinstance(data, Staged):
-            aid, size = data.aid.hex(), data.size
+            aid, size = id_name(data.aid), data.size
         else:
             aid, size = artifact_hex(data), len(data)
         res.entry = Entry(loc.path, False, aid, size=size, mtime=time.time())
