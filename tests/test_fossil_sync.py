@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import herofossil
-from herofossil.errors import SyncError
+from herofossil.errors import IntegrityError, SyncError
 from herofossil.store import blobs
 from herofossil.store.changes import Put
 from herofossil.store.keys import id_key, id_name, is_sha1_key
@@ -719,3 +719,25 @@ def test_verify_finds_a_damaged_sha1_artifact(old_repo, fossil_server, tmp_path)
         assert any(keep in p and "hash" in p for p in problems), problems
     finally:
         repo.close()
+
+
+def test_a_deconstructed_old_repository_imports_with_its_sha1_names(old_repo, fsl, tmp_path):
+    repo_file = old_repo
+    art = tmp_path / "art"
+    art.mkdir()
+    fsl("deconstruct", "-R", repo_file, art)
+    names = {p.parent.name + p.name for p in art.rglob("*") if p.is_file()}
+    assert {len(n) for n in names} == {40, 64}
+    with herofossil.open(tmp_path / "imported", create=True) as repo:
+        assert repo.import_artifacts(str(art)) == len(names)
+        assert {c.id for b in repo.branches() for c in repo.log(at=b)} == \
+            _timeline(fsl, repo_file)
+        assert len(repo.stat("keep.md").id) == 40 and repo.read("blob.bin") == BINARY
+        assert repo.verify().problems == []
+    # A file whose bytes changed on disk is refused by its SHA1 name, nothing kept.
+    sha1_file = next(p for p in art.rglob("*") if len(p.parent.name + p.name) == 40)
+    sha1_file.write_bytes(sha1_file.read_bytes() + b"tampered")
+    with herofossil.open(tmp_path / "again", create=True) as repo:
+        with pytest.raises(IntegrityError, match="does not hash to its name"):
+            repo.import_artifacts(str(art))
+        assert repo.stats()["artifacts"] == 0
