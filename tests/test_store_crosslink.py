@@ -7,7 +7,7 @@ import random
 import pytest
 
 import herofossil
-from herofossil import Put
+from herofossil import Put, delta
 from herofossil.store import blobs
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader
@@ -199,6 +199,77 @@ def test_a_whole_version_becomes_a_delta_on_a_version_that_is_a_delta_itself(tmp
     with repo._env.read() as txn:
         assert BlobReader(txn, repo._env.db).content(a) == side
     assert repo.read("v0.txt") == side and repo.verify().ok
+    repo.close()
+
+
+def _full_chain(repo, rnd):
+    """MAX_CHAIN + 1 versions of a text, each with one more line changed, stored as a
+    reverse chain: the oldest is MAX_CHAIN hops from the whole newest."""
+    lines = [b"line %d: %x\n" % (n, rnd.getrandbits(160)) for n in range(300)]
+    versions = []
+    for k in range(blobs.MAX_CHAIN + 1):
+        versions.append(b"".join(x.upper() if n <= k * 3 else x for n, x in enumerate(lines)))
+    for n, text in enumerate(versions):
+        repo.write(f"v{n}.txt", text)
+
+    def chain(txn):
+        aw = ArtifactWriter(txn, repo._env.db)
+        ids = [blobs.artifact_id(t) for t in versions]
+        for old, new in zip(ids, ids[1:], strict=False):
+            assert aw.deltify(old, new)
+        assert aw.chain_len(ids[-1]) == blobs.MAX_CHAIN
+        return ids
+
+    return versions, repo._env.write(chain)
+
+
+def test_a_merged_sides_version_becomes_a_delta_on_the_nearest_version_its_chain_allows(
+        tmp_path):
+    # The merge's version is MAX_CHAIN hops from the chain's whole end: a delta on it is
+    # too deep, and the chain's end is far from the side's text (the fallback it had, 10-15
+    # times larger on a real history); the version after the merge's is one hop nearer.
+    from herofossil.store.crosslink import _deltify_on_later
+
+    repo = herofossil.open(tmp_path / "a", create=True)
+    versions, ids = _full_chain(repo, random.Random(7))
+    side = versions[0].replace(b"line 200:", b"line 200 (side):")
+    repo.write("side.txt", side)
+    sid = blobs.artifact_id(side)
+
+    def link(txn):
+        aw = ArtifactWriter(txn, repo._env.db)
+        _deltify_on_later(aw, sid, ids[0])
+        return blobs.delta_base(aw.stored(sid)), len(aw.stored(sid))
+
+    base, size = repo._env.write(link)
+    assert base == ids[1]
+    far = blobs.encode_delta(ids[-1], delta.create(versions[-1], side))
+    assert size < len(far) / 3
+    assert repo.read("side.txt") == side and repo.verify().ok
+    repo.close()
+
+
+def test_a_merged_sides_version_that_is_a_delta_already_stays_on_its_near_base(tmp_path):
+    from herofossil.store.crosslink import _deltify_on_later
+
+    repo = herofossil.open(tmp_path / "a", create=True)
+    versions, ids = _full_chain(repo, random.Random(8))
+    sibling = versions[0].replace(b"line 250:", b"line 250 (sibling):")
+    side = sibling.replace(b"line 200:", b"line 200 (side):")
+    repo.write("sibling.txt", sibling)
+    repo.write("side.txt", side)
+    sib, sid = blobs.artifact_id(sibling), blobs.artifact_id(side)
+
+    def link(txn):
+        aw = ArtifactWriter(txn, repo._env.db)
+        assert aw.deltify_onto(sid, sib)  # the side's version: a delta on its sibling
+        before = aw.stored(sid)
+        _deltify_on_later(aw, sid, ids[0])
+        return before, aw.stored(sid)
+
+    before, after = repo._env.write(link)
+    assert after == before and blobs.delta_base(after) == sib
+    assert repo.read("side.txt") == side and repo.verify().ok
     repo.close()
 
 
