@@ -23,19 +23,20 @@ def run_git_gc(git_dir) -> int:
 def old_versions(git_dir, limit: int = OLD_READS) -> list[str]:
     """Blob ids of versions of the corpus's most-changed files, oldest history included:
     every version of the three paths with the most, evenly thinned to ``limit``."""
-    out = subprocess.run(["git", f"--git-dir={git_dir}", "rev-list", "--objects", "--all"],
-                         capture_output=True, text=True, check=True).stdout
+    git = ["git", f"--git-dir={git_dir}"]
+    kinds = subprocess.run([*git, "cat-file", "--batch-all-objects",
+                            "--batch-check=%(objectname) %(objecttype)"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    blob_ids = {kinds[i] for i in range(0, len(kinds) - 1, 2) if kinds[i + 1] == "blob"}
+    out = subprocess.run([*git, "rev-list", "--objects", "--all"], capture_output=True,
+                         text=True, check=True).stdout
     by_path = collections.defaultdict(list)
     for line in out.splitlines():
         sha, _, path = line.partition(" ")
-        if path:
+        if path and sha in blob_ids:
             by_path[path].append(sha)
     top = sorted(by_path, key=lambda p: -len(by_path[p]))[:3]
-    shas = [sha for p in top for sha in by_path[p]]
-    kinds = subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "--batch-check"],
-                           input="\n".join(shas) + "\n", capture_output=True, text=True,
-                           check=True).stdout.split("\n")
-    blobs = [sha for sha, k in zip(shas, kinds, strict=False) if k.split(" ")[1:2] == ["blob"]]
+    blobs = [sha for p in top for sha in by_path[p]]
     step = max(1, len(blobs) // limit)
     return blobs[::step][:limit]
 
