@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import subprocess
+import sys
 import time
 
 from bench.util import Row, du, have, progress
@@ -68,8 +69,6 @@ def hf_read_seconds(store, contents: list[bytes]) -> float:
               "t0 = time.perf_counter()\n"
               "for i in ids: r.artifact(i)\n"
               "print(time.perf_counter() - t0)\n")
-    import sys
-
     out = subprocess.run([sys.executable, "-c", script, str(store)], input="\n".join(ids),
                          capture_output=True, text=True, check=True).stdout
     return float(out.strip())
