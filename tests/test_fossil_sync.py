@@ -676,8 +676,20 @@ def test_a_store_with_sha1_artifacts_serves_fossil_and_our_peers_alike(
         assert {c.id for b in peer.branches() for c in peer.log(at=b)} == want
         assert len(peer.stat("keep.md").id) == 40
         assert peer.verify().problems == []
+        # First contact under another name of the server: a reconciliation over every id,
+        # the SHA1 ones among them, that finds nothing to send either way.
+        other = server.url.replace("127.0.0.1", "localhost")
+        report = client.sync(peer, other)
+        assert report.reconciled
+        assert report.artifacts_sent == report.artifacts_received == 0
+        # And a change on our peer's side travels back over it.
+        mine = peer.write("keep.md", b"changed on a herofossil peer\n").id
+        assert client.sync(peer, other).artifacts_sent >= 2
     finally:
         peer.close()
+    with herofossil.open(tmp_path / "ours", readonly=True) as repo:
+        assert repo.read("keep.md") == b"changed on a herofossil peer\n"
+        assert repo.checkin("trunk").id == mine and repo.verify().problems == []
 
 
 def test_a_sha1_artifact_whose_bytes_do_not_match_is_refused_and_nothing_stored(
