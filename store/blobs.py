@@ -116,7 +116,7 @@ def hashes_to(key: bytes, data: bytes) -> bool:
     SHA1-named artifact of an older Fossil repository (``keys.id_key``), its SHA1."""
     if is_sha1_key(key):
         return hashlib.sha1(data).digest() == key[:20]
-    return hashlib.sha3_256(data).digest() == key
+    return artifact_id(data) == key
 
 
 def encode_whole(data: bytes, level: int = ZSTD_LEVEL) -> bytes:

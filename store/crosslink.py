@@ -345,14 +345,18 @@ def _deltify_on_later(aw: ArtifactWriter, old: bytes, new: bytes) -> None:
     within ``MAX_CHAIN``. The chain's whole end was the fallback once: on a real history
     its deltas were 10-15 times larger than on a near version (55 KB more of 2.8 MB on
     the wire of a Fossil clone, most of what Fossil's own server sent less)."""
-    if not aw.has(old):
+    if not aw.has(old) or not aw.has(new):
         return
-    for _ in range(blobs.MAX_CHAIN + 1):
-        if not aw.has(new) or aw.deltify_onto(old, new):
-            return
-        new = blobs.delta_base(aw.stored(new))
-        if new is None:
-            return  # at the whole end ``deltify_onto`` tried what ``deltify`` would
+    along = [new]  # ``new``, then what it is a delta on, ..., the chain's whole end
+    while (base := blobs.delta_base(aw.stored(along[-1]))) is not None and aw.has(base) \
+            and len(along) <= blobs.MAX_CHAIN:
+        along.append(base)
+    # ``old``'s chain then reaches ``chain_len(old) + 1`` hops past the version chosen, and
+    # the k-th of ``along`` is ``len(along) - 1 - k`` hops from the end: the nearest that
+    # fits is tried, once (a farther one is less like ``old``).
+    nearest = aw.chain_len(old) + len(along) - blobs.MAX_CHAIN
+    if nearest < len(along):
+        aw.deltify_onto(old, along[max(0, nearest)])
 
 
 def _update_tip(txn, dbs, aw: ArtifactWriter, reader, ci: CheckinIndex, branch: str,

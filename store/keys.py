@@ -42,9 +42,7 @@ def id_key(name: str) -> bytes:
 
 def id_name(key: bytes) -> str:
     """The name (64 or 40 hex digits) of the artifact keyed ``key``."""
-    if key[20:] == SHA1_PAD and len(key) == 32:
-        return key[:20].hex()
-    return key.hex()
+    return key[:20].hex() if is_sha1_key(key) else key.hex()
 
 
 def is_sha1_key(key: bytes) -> bool:
