@@ -14,8 +14,10 @@ Global state (artifacts, so ``rebuild`` and sync keep it):
 
 Local state (meta namespace ``git``; re-derived from the artifacts when it
 does not match the store, e.g. after ``rebuild``): ``c/SHA`` -> check-in,
-``k/CID`` -> Git id, ``r/REFNAME`` -> ref record, ``head``, ``frontier``
-(imported commits with no imported child), ``mark`` (last check-in indexed).
+``r/REFNAME`` -> ref record, ``head``, ``frontier`` (imported commits with no
+imported child), ``mark`` (last check-in indexed, and the index's ``version``).
+A check-in's Git id is not indexed: it is the hash of the raw commit its
+manifest links (an index of it cost 88 KB of the real history's 3.5 MB store).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ TAG_TREES = "git-trees"
 TAG_REF = "git-ref:"
 TAG_HEAD = "git-head"
 TREES_MAGIC = b"herofossil-git-trees 1\n"
+# 2: no ``k/CID`` entries (an index marked with an older version is derived again)
+VERSION = 2
 
 
 def encode_trees(overrides: dict[str, str]) -> bytes:
@@ -78,6 +82,21 @@ def git_tags_of(m: mf.Manifest) -> tuple[str | None, str | None]:
     return commit, trees
 
 
+_COMMIT_CARD = f"\nT +{TAG_COMMIT} * ".encode()
+
+
+def raw_commit_of(manifest: bytes) -> str | None:
+    """The raw commit artifact a check-in's manifest links, found without parsing it
+    (parsing took 200 us of a 230 us lookup on the real history: an export or a map looks up
+    every check-in). Safe on a manifest: no other card holds a newline followed by "T +",
+    every card's text is escaped, and T cards name no spaces."""
+    at = manifest.find(_COMMIT_CARD)
+    if at < 0:
+        return None
+    start = at + len(_COMMIT_CARD)
+    return manifest[start:manifest.index(b"\n", start)].decode("ascii")
+
+
 class GitIndex:
     """The local Git index of a store (see the module docstring)."""
 
@@ -99,8 +118,10 @@ class GitIndex:
         return {k[2:]: v.hex() for k, v in got.items()}
 
     def sha_of(self, cid: str) -> str | None:
-        v = self.get("k/" + cid)
-        return v.hex() if v else None
+        """The Git id of check-in ``cid``: the hash of the raw commit its manifest links
+        (None for a check-in made in the store, not imported)."""
+        raw_id = raw_commit_of(self.repo.artifact(cid))
+        return object_id("commit", self.repo.artifact(raw_id)) if raw_id else None
 
     def refs(self) -> dict[str, RefRecord]:
         return {k[2:]: RefRecord.loads(v) for k, v in self.repo.plumbing.meta_items(NS, "r/")}
@@ -122,13 +143,12 @@ class GitIndex:
 
     def map(self, sha: str, cid: str) -> None:
         self.put("c/" + sha, bytes.fromhex(cid))
-        self.put("k/" + cid, bytes.fromhex(sha))
 
     def mark(self) -> None:
         seq = self.repo.plumbing.last_seq()
         rows = self.repo.plumbing.checkins_after(seq - 1) if seq else []
         cid = rows[0][1].id if rows else ""
-        self.put("mark", json.dumps({"seq": seq, "cid": cid}).encode())
+        self.put("mark", json.dumps({"seq": seq, "cid": cid, "version": VERSION}).encode())
 
     def commit(self) -> None:
         self.repo.plumbing.meta_update(NS, self._puts, self._dels)
@@ -139,6 +159,9 @@ class GitIndex:
         """Index check-ins added since the last time; re-derive all when out of step."""
         mark = self.json("mark", {"seq": 0, "cid": ""})
         seq = mark["seq"]
+        if seq and mark.get("version", 1) != VERSION:
+            self.reindex()
+            return
         rows = self.repo.plumbing.checkins_after(seq - 1 if seq else 0)
         if seq:
             if not rows or rows[0][0] != seq or rows[0][1].id != mark["cid"]:
@@ -153,11 +176,9 @@ class GitIndex:
         self.commit()
 
     def _index_checkin(self, cid: str) -> str | None:
-        raw_id, _ = git_tags_of(self.repo.manifest(cid))
-        if raw_id is None:
-            return None
-        sha = object_id("commit", self.repo.artifact(raw_id))
-        self.map(sha, cid)
+        sha = self.sha_of(cid)
+        if sha is not None:
+            self.map(sha, cid)
         return sha
 
     def reindex(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from herofossil.gitimport import (
     git_map,
     import_git,
 )
-from herofossil.gitimport.metadata import GitIndex
+from herofossil.gitimport.metadata import VERSION, GitIndex
 from herofossil.store import blobs
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -104,6 +105,47 @@ def test_map_and_rebuild(imported, rich):
     GitIndex(repo).sync()  # out of step after rebuild: re-derived from artifacts
     assert git_map(repo, head) == [(head, repo.resolve("trunk"))]
     assert GitIndex(repo).refs().keys() >= {"refs/heads/master", "refs/tags/v1.0"}
+
+
+def test_the_git_map_lists_every_commit_without_an_index_of_git_ids(imported, rich):
+    repo, _ = imported
+    index = GitIndex(repo)
+    index.sync()
+    assert list(repo.plumbing.meta_items("git", "k/")) == []
+    shas = rich.git("rev-list", "master").split()
+    pairs = git_map(repo, "trunk")
+    assert [sha for sha, _ in pairs] == shas
+    assert all(index.checkin_of(sha) == cid for sha, cid in pairs)
+
+
+def test_a_checkin_whose_message_and_path_mimic_the_git_commit_card_has_no_git_id(tmp_path):
+    repo = herofossil.open(tmp_path / "s", create=True)
+    fake = "T +git-commit * " + "ab" * 32
+    ci = repo.write(fake + ".txt", b"x\n", message="line\n" + fake + "\nmore")
+    manifest = repo.artifact(ci.id)
+    assert manifest.count(b"\\nT\\s+git-commit\\s*\\s") == 1  # the comment's, escaped
+    assert manifest.count(b" T\\s+git-commit\\s*\\s") == 1  # the F card's path
+    assert GitIndex(repo).sha_of(ci.id) is None
+    repo.close()
+
+
+def test_an_index_of_the_previous_version_is_derived_again_without_git_ids(rich, tmp_path):
+    repo = herofossil.open(tmp_path / "s", create=True)
+    import_git(repo, rich.path)
+    index = GitIndex(repo)
+    head = rich.git("rev-parse", "master")
+    cid = index.checkin_of(head)
+    mark = json.loads(index.get("mark"))
+    del mark["version"]  # as the previous release wrote it, with its k/CID entries
+    repo.plumbing.meta_update("git", [("mark", json.dumps(mark).encode()),
+                                      ("k/" + cid, bytes.fromhex(head))])
+    refs = index.refs()
+    GitIndex(repo).sync()
+    assert list(repo.plumbing.meta_items("git", "k/")) == []
+    assert json.loads(index.get("mark"))["version"] == VERSION
+    assert index.checkin_of(head) == cid and index.sha_of(cid) == head
+    assert index.refs() == refs
+    repo.close()
 
 
 def test_new_checkins_export_on_top(rich, tmp_path):
