@@ -310,9 +310,12 @@ def test_200_concurrent_propfinds_leave_gets_answered_and_memory_bounded(store):
         paths = ["/", "/.history/", "/.branches/", "/.branches/trunk/"]
 
         def one(i: int) -> int:
-            return dav.call("PROPFIND", paths[i % len(paths)], None, {"Depth": "1"})[0]
+            # each waits its turn behind the others: bounded by the queue, not by a clock
+            return dav.call("PROPFIND", paths[i % len(paths)], None, {"Depth": "1"},
+                            timeout=900)[0]
 
         with ThreadPoolExecutor(200) as pool:
+            t0 = time.monotonic()
             futures = [pool.submit(one, i) for i in range(200)]
             time.sleep(0.5)
             while not all(f.done() for f in futures):
@@ -320,9 +323,12 @@ def test_200_concurrent_propfinds_leave_gets_answered_and_memory_bounded(store):
                 assert status == 200
                 gets.append(took)
             statuses = [f.result() for f in futures]
+            batch = time.monotonic() - t0
         rss1, hwm = rss_kib(srv.proc.pid)
     assert statuses == [207] * 200
-    assert gets and max(gets) < 5.0, gets
+    # A GET queued behind the listings would wait most of the batch (0.3 s a listing here,
+    # 30-70 s for the batch by the machine); answered beside them, it waits a fraction.
+    assert len(gets) >= 3 and max(gets) < batch / 4, (batch, gets)
     # 200 listings of 1,000 entries are ~150 MiB of XML; at most THREADS are built at once
     assert hwm - rss0 < 150 * 1024, (rss0, rss1, hwm)
 
