@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from herofossil.errors import IntegrityError, NotFoundError
+from herofossil.store import blobs
 from herofossil.store import manifest as mf
 from herofossil.store.blobs import BlobReader
 from herofossil.store.keys import id_key, id_name, join_key, pack_u64, unpack_u64
@@ -60,6 +61,9 @@ class Written(Checkin):
 _HEAD = struct.Struct("<BQdIBB")  # format, seq, time, nfiles, parents, has baseline
 _LEN = struct.Struct("<I")
 _FORMAT = 1
+# A record ``compact`` packed: the same, its texts one zstd frame with the store's
+# dictionary (``packing``; on the real history 211 -> 162 KB of records).
+_PACKED = 2
 
 
 def _encode_record(seq: int, time: float, nfiles: int, parents: list[str],
@@ -75,7 +79,34 @@ def _encode_record(seq: int, time: float, nfiles: int, parents: list[str],
     return b"".join(out)
 
 
+def _texts_at(raw: bytes) -> int:
+    """Where the texts of a record start (after its header and ids)."""
+    pos = _HEAD.size
+    for _ in range(raw[_HEAD.size - 2] + raw[_HEAD.size - 1]):
+        pos += 1 + raw[pos]
+    return pos
+
+
+def pack_record(raw: bytes, compressor) -> bytes:
+    """Record ``raw`` with its texts compressed by ``compressor`` (a dictionary's), when
+    that is smaller."""
+    if raw[:1] != bytes([_FORMAT]):
+        return raw
+    at = _texts_at(raw)
+    packed = bytes([_PACKED]) + raw[1:at] + compressor.compress(raw[at:])
+    return packed if len(packed) < len(raw) else raw
+
+
+def plain_record(cid: bytes, raw: bytes) -> bytes:
+    """Record ``raw`` as ``index_checkin`` writes it (a packed one unpacked)."""
+    if raw[:1] != bytes([_PACKED]):
+        return raw
+    at = _texts_at(raw)
+    return bytes([_FORMAT]) + raw[1:at] + blobs.decompress(raw[at:], cid)
+
+
 def _decode_record(cid: bytes, raw: bytes) -> Checkin:
+    raw = plain_record(cid, raw)
     _fmt, seq, time, nfiles, nparents, has_base = _HEAD.unpack_from(raw)
     pos = _HEAD.size
     ids = []

@@ -308,10 +308,11 @@ class IdRanges:
 
 def portable(txn, dbs, aid: bytes, stored: bytes) -> bytes:
     """A stored form a peer can take as it is (both protocols): an artifact kept in
-    parts goes whole, compressed; any other as stored."""
+    parts goes whole, compressed; one packed with this store's dictionary goes without
+    it (``blobs.plain_form``); any other as stored."""
     if blobs.is_chunked(stored):
         return blobs.encode_whole(BlobReader(txn, dbs).content(bytes(aid)))
-    return bytes(stored)
+    return blobs.plain_form(bytes(stored), bytes(aid))
 
 
 def _wire_form(stored: bytes, txn, dbs, aid: bytes) -> bytes:
@@ -336,6 +337,9 @@ def receive(env, artifacts: list[tuple[bytes, bytes]], *, deltify: bool = False)
     for aid, stored in artifacts:
         if len(aid) != blobs.ID_LEN or not stored or len(stored) > MAX_ARTIFACT:
             raise IntegrityError(f"a peer sent a malformed artifact {id_name(aid)[:64]}")
+        if blobs.stored_dictionary(stored):  # the wire carries plain forms (``portable``)
+            raise IntegrityError(f"a peer sent artifact {id_name(aid)} compressed with a "
+                                 "dictionary; nothing of the exchange was stored")
         batch[aid] = stored
 
     def txn_fn(txn):

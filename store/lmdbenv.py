@@ -29,8 +29,14 @@ from herofossil.store.schema import ALL_TABLES, LATER_TABLES, lmdb_open
 # ``MapGate``); 64 GiB leaves room for ~2,000 stores open in one 64-bit process.
 DEFAULT_MAP_SIZE = (64 << 30) if sys.maxsize > 2**32 else (1 << 30)
 MARKER = "herofossil-store"
+# Format 1: what a store is made as. 2: it may hold stored forms compressed with a
+# dictionary (``packing``), which a release reading only format 1 would take for damage;
+# ``compact`` marks a store so when it packs it.
 FORMAT = 1
-_MARKER_TEXT = f"herofossil store format {FORMAT}\n" \
+PACKED_FORMAT = 2
+READ_FORMATS = (FORMAT, PACKED_FORMAT)
+_MARKER_PREFIX = "herofossil store format "
+_MARKER_TEXT = f"{_MARKER_PREFIX}{{}}\n" \
     "This directory is a herofossil store (LMDB). Use the herofossil command.\n"
 # What release 0.1 wrote (the same format, before the marker named it).
 _LEGACY_MARKER = "This directory is a herofossil store (LMDB). Use the herofossil command.\n"
@@ -348,10 +354,29 @@ class StoreEnv:
             if self.locked_readers:
                 self.env.reader_check()
             self._open_tables()
+            self._load_dictionaries()
         except BaseException:
             self.env.close()
             self.env = None
             raise
+
+    def _load_dictionaries(self) -> None:
+        """Make the store's compression dictionaries known to this process's readers (a
+        damaged one is left out: ``verify`` names it, reads of its frames fail cleanly)."""
+        from herofossil.store import blobs
+
+        if "zdict" not in self.db:
+            return
+        try:  # LMDB's own transaction: opening runs inside the map gate (compact's swap)
+            with self.env.begin() as txn:
+                for _, raw in txn.cursor(db=self.db["zdict"]):
+                    try:
+                        blobs.register_dictionary(raw)
+                    except IntegrityError:
+                        pass
+        except lmdb.Error as exc:
+            raise IntegrityError(f"cannot read the dictionaries of store {self.path}: "
+                                 f"{exc}") from exc
 
     def _open_tables(self) -> None:
         """Open every table. Read-only, this takes no lock (py-lmdb opens a table in a
@@ -566,14 +591,20 @@ class StoreEnv:
             total += st.st_blocks * 512
         return total
 
-    def compact(self) -> tuple[int, int]:
+    def compact(self, pack: bool = True) -> tuple[int, int]:
         """Rewrite the store densely; returns (bytes on disk before, after).
 
         Every table is copied in key order with LMDB's append mode, so the copy
         has no free pages and full leaf pages (random-key inserts leave pages
         about two thirds full); parts of large artifacts that none names are
-        left out (``chunks``). Only when no other process has the store open
-        (else ``StoreError``), and no transaction of this process may be open.
+        left out (``chunks``); with ``pack``, stored forms are compressed with a
+        dictionary trained on them (``packing``). Only when no other process has
+        the store open (else ``StoreError``), and no transaction of this process
+        may be open.
+
+        Another process may open the store and read while the copy is made (it never
+        waits for a compact); the store is then in use and the copy is dropped, nothing
+        changed (``StoreError``). Only the swap of the files excludes other opens.
         """
         with self.write_lock:
             try:
@@ -581,14 +612,27 @@ class StoreEnv:
             except BlockingIOError as exc:
                 raise StoreError("the store is open in another process: compact it when "
                                  "nothing else uses it") from exc
+            tmpdir = os.path.join(self.path, "compact.tmp")
             try:
+                fcntl.flock(self._lockfd, fcntl.LOCK_SH)  # others may open it meanwhile
                 before = self.disk_size()
-                tmpdir = os.path.join(self.path, "compact.tmp")
                 shutil.rmtree(tmpdir, ignore_errors=True)
-                self._dense_copy(tmpdir)
+                packed, copied = self._dense_copy(tmpdir, pack)
+                try:
+                    fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError as exc:
+                    raise StoreError("another process opened the store during the compact: "
+                                     "nothing was changed; compact it when nothing else uses "
+                                     "it") from exc
+                if self.env.info()["last_txnid"] != copied:  # one opened, wrote and left
+                    raise StoreError("another process wrote to the store during the compact: "
+                                     "nothing was changed; compact it again")
+                if packed:
+                    _mark_format(self.path, PACKED_FORMAT)  # before any packed form is in
                 self.gate.exclusive(lambda: self._swap_in(tmpdir), "compact the store")
                 return before, self.disk_size()
             finally:
+                shutil.rmtree(tmpdir, ignore_errors=True)
                 fcntl.flock(self._lockfd, fcntl.LOCK_SH)
 
     def _swap_in(self, tmpdir: str) -> None:
@@ -603,16 +647,24 @@ class StoreEnv:
             os.close(dirfd)
         self._open_lmdb()
 
-    def _dense_copy(self, dest: str) -> None:
-        from herofossil.store import chunks
+    def _dense_copy(self, dest: str, pack: bool) -> tuple[bool, int]:
+        """Copy the store into ``dest``: (whether stored forms there are packed, the id of
+        the transaction copied)."""
+        from herofossil.store import chunks, packing
 
         size = max(self.env.info()["map_size"], self.map_size)
         out = lmdb_open(dest, size, sync=False, metasync=False)
         try:
             with self.read() as src, out.begin(write=True) as dst:
+                copied = src.id()
+                packer = None
+                if pack:
+                    raw = packing.train(src.cursor(db=self.db["blob"]).iternext())
+                    packer = packing.Packer(raw) if raw is not None else None
                 # Parts no artifact names (a cut or refused upload) are dropped, but not
                 # those an upload of this process staged and has yet to name; ``blob`` is
-                # copied before ``chunk`` (ALL_TABLES), noting the parts it names.
+                # copied before ``chunk`` and ``zdict`` (ALL_TABLES), noting the parts it
+                # names and packing its forms.
                 keep = chunks.live_parts()
                 for name in ALL_TABLES:
                     target = out.open_db(name.encode(), txn=dst)
@@ -620,12 +672,22 @@ class StoreEnv:
                     items = src.cursor(db=self.db[name]).iternext()
                     if name == "blob":
                         items = chunks.noting_parts(items, keep)
+                        if packer is not None:
+                            items = packer.packed(items)
                     elif name == "chunk":
                         items = (item for item in items if item[0] in keep)
+                    elif name == "checkin" and packer is not None:
+                        items = packer.packed_records(items)
+                    elif name == "zdict" and packer is not None:
+                        # Every form of another dictionary was rewritten: only this one
+                        # is named, if any form took it (``blob`` is copied first; the
+                        # records after, packed only then).
+                        items = iter([(packer.key, packer.raw)] if packer.stats.packed else [])
                     cur.putmulti(items, append=True)
             out.sync(True)
         finally:
             out.close()
+        return packer is not None and packer.stats.packed > 0, copied
 
     def close(self) -> None:
         with _open_lock:
@@ -647,15 +709,32 @@ def _check_marker(path: str) -> None:
     if text == _LEGACY_MARKER:
         return
     first = text.partition("\n")[0]
-    prefix = "herofossil store format "
+    prefix = _MARKER_PREFIX
     if not first.startswith(prefix) or not first[len(prefix):].isdigit():
         raise StoreError(f"{path} is not a herofossil store (its marker file {MARKER} holds "
                          f"{first[:60]!r})")
     found = int(first[len(prefix):])
-    if found != FORMAT:
+    if found not in READ_FORMATS:
+        newest = max(READ_FORMATS)
         raise StoreError(f"the store at {path} has format {found}; this herofossil reads "
-                         f"format {FORMAT}: " + ("upgrade herofossil" if found > FORMAT else
-                                                 "open it with the release that wrote it"))
+                         f"formats {FORMAT}-{newest}: " + (
+                             "upgrade herofossil" if found > newest else
+                             "open it with the release that wrote it"))
+
+
+def _mark_format(path: str, fmt: int) -> None:
+    """Write format ``fmt`` into the store's marker, in place and synced: other processes
+    hold their lock on this file (a renamed new one would not be locked)."""
+    fd = os.open(os.path.join(path, MARKER), os.O_RDWR)
+    try:
+        text = _MARKER_TEXT.format(fmt).encode()
+        # One write within one block: the old or the new text, both readable by this
+        # release (1 and 2 differ by one byte; a release 0.1 marker is shorter).
+        os.pwrite(fd, text, 0)
+        os.ftruncate(fd, len(text))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _denied(exc: lmdb.Error) -> bool:
@@ -706,7 +785,7 @@ def _create(path: str, map_size: int) -> None:
                 env.open_db(name.encode(), txn=txn)
         env.close()
         with open(os.path.join(path, MARKER), "w") as f:
-            f.write(_MARKER_TEXT)
+            f.write(_MARKER_TEXT.format(FORMAT))
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:

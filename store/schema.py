@@ -5,6 +5,8 @@ global state (the repository itself)
                  -> stored form (see ``blobs``)
     ``chunk``    part id (SHA3-256 of its bytes) -> whole stored form of a large
                  artifact's part (see ``blobs``; ``compact`` drops unreferenced ones)
+    ``zdict``    dictionary id (4 bytes, big-endian) -> a zstd dictionary that stored
+                 forms of ``blob`` are compressed with (see ``packing``)
 
 local state (``rebuild`` regenerates it from ``blob``)
     ``seq``      insert sequence (8-byte big-endian) -> artifact id
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import lmdb
 
-GLOBAL_TABLES = ("blob", "chunk")
+GLOBAL_TABLES = ("blob", "chunk", "zdict")
 LOCAL_TABLES = (
     "seq",
     "phantom",
@@ -49,7 +51,7 @@ KEPT_TABLES = ("meta",)
 ALL_TABLES = GLOBAL_TABLES + LOCAL_TABLES + KEPT_TABLES
 # Tables a store made by an earlier release may lack: opened read-only, it reads as if
 # they were empty (they are made the first time the store is opened read-write).
-LATER_TABLES = ("chunk",)
+LATER_TABLES = ("chunk", "zdict")
 
 
 def lmdb_open(path: str, map_size: int, **options) -> lmdb.Environment:

@@ -39,10 +39,11 @@ def stats(env) -> dict:
     db = env.db
     out = {}
     with env.read() as txn:
-        stored = raw = whole = deltas = 0
+        stored = raw = whole = deltas = packed = 0
         reader = BlobReader(txn, db)
         for aid, value in txn.cursor(db=db["blob"]):
             stored += len(value)
+            packed += blobfmt.stored_dictionary(value) != 0
             if blobfmt.is_whole(value) or blobfmt.is_chunked(value):
                 whole += 1
                 raw += blobfmt.stored_size(value) or 0
@@ -52,11 +53,18 @@ def stats(env) -> dict:
         if "chunk" in db:  # parts are stored bytes too: their pages (reading every part
             st = txn.stat(db["chunk"])  # would map every large file into this process)
             stored += (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * st["psize"]
+        dictionaries = 0
+        if "zdict" in db:  # a packed store's dictionaries are stored bytes too
+            for _, raw_dict in txn.cursor(db=db["zdict"]):
+                dictionaries += 1
+                stored += len(raw_dict)
         ci = CheckinIndex(txn, db)
         out.update(
             artifacts=whole + deltas,
             whole=whole,
             deltas=deltas,
+            packed=packed,
+            dictionaries=dictionaries,
             raw_bytes=raw,
             stored_bytes=stored,
             checkins=ci.count(),

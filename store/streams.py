@@ -35,7 +35,7 @@ class ArtifactStream(io.RawIOBase):
             self._frame = None
             if kind == blobs.WHOLE:
                 self._frame = stored[1:]
-                self._source = zstandard.ZstdDecompressor().stream_reader(self._frame)
+                self._source = blobs.decompressor(self._frame, aid).stream_reader(self._frame)
             elif kind == blobs.RAW:
                 self._source = io.BytesIO()
                 self._view = stored[1:]
@@ -74,7 +74,8 @@ class ArtifactStream(io.RawIOBase):
             return offset
         if offset < self._pos:
             self._source.close()
-            self._source = zstandard.ZstdDecompressor().stream_reader(self._frame)
+            self._source = blobs.decompressor(self._frame, self._aid).stream_reader(
+                self._frame)
             self._pos = 0
         while self._pos < offset:
             chunk = self._source.read(min(offset - self._pos, 1 << 20))

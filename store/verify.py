@@ -28,7 +28,7 @@ import lmdb
 from herofossil.errors import HeroFossilError, IntegrityError, StoreError
 from herofossil.store import blobs as blobfmt
 from herofossil.store.blobs import BlobReader, artifact_id, hashes_to, pack_u64, unpack_u64
-from herofossil.store.checkins import INDEXED, _decode_record, _encode_record
+from herofossil.store.checkins import INDEXED, _decode_record, _encode_record, plain_record
 from herofossil.store.keys import id_name
 from herofossil.store.lmdbenv import is_store
 from herofossil.store.schema import ALL_TABLES, LOCAL_TABLES, lmdb_open
@@ -237,11 +237,13 @@ def _decode(table: str, key: bytes, value: bytes):
         return _count(value, 4)
     if table == "checkin":
         try:
+            value = plain_record(key, value)  # a packed one: its texts decompressed
             rec = _decode_record(key, value)
             again = _encode_record(rec.seq, rec.time, rec.nfiles, rec.parents, rec.baseline,
                                    (rec.date, rec.user, rec.branch, rec.comment,
                                     "\n".join(rec.tags)))
-        except (struct.error, ValueError, IndexError, TypeError, OverflowError) as exc:
+        except (struct.error, ValueError, IndexError, TypeError, OverflowError,
+                IntegrityError) as exc:
             raise _Bad(f"record does not decode: {exc}") from exc
         if value[:1] != b"\x01" or again != value:
             raise _Bad("record does not decode to itself (unknown format or trailing bytes)")
@@ -443,6 +445,7 @@ class _Checker:
     def run(self) -> None:
         senv = None
         try:
+            self.check_dictionaries()
             senv = self.copy_artifacts()
             self.rebuild()
             self.check_parts()
@@ -490,6 +493,10 @@ class _Checker:
                 for n, (key, value) in enumerate(self.items("blob"), 1):
                     try:
                         _decode("blob", key, value)
+                        did = blobfmt.stored_dictionary(value)
+                        if did and did not in self.dictionaries:
+                            raise _Bad(f"compressed with dictionary {did}, which the store "
+                                       "lacks")
                     except _Bad as exc:
                         lines.add(f"{_describe('blob', key)}: {exc}")
                         continue
@@ -564,6 +571,31 @@ class _Checker:
                 check(aid, reader.content(aid), None)
             except HeroFossilError as exc:
                 check(aid, None, exc)
+
+    def check_dictionaries(self) -> None:
+        """Every dictionary of the ``zdict`` table is a zstd dictionary carrying the id it
+        is keyed by and derived from its bytes; their ids (``copy_artifacts`` checks that
+        every packed form names one of them, from this store, not another one's)."""
+        self.dictionaries: set[int] = set()
+        if "zdict" not in self.db:  # made by an earlier release: nothing is packed
+            return
+        lines = _Lines(self.emit, "zdict", RESTORE)
+        try:
+            for key, raw in self.txn.cursor(db=self.db["zdict"]):
+                name = f"dictionary {int.from_bytes(key, 'big')}" if len(key) == 4 else \
+                    f"key {bytes(key).hex()}"
+                try:
+                    did = blobfmt.check_dictionary(bytes(raw))
+                except IntegrityError as exc:
+                    lines.add(f"{name}: {exc}")
+                    continue
+                if key != did.to_bytes(4, "big"):
+                    lines.add(f"{name}: holds dictionary {did}")
+                    continue
+                self.dictionaries.add(did)
+        except lmdb.Error as exc:
+            self.damaged("zdict", exc)
+        lines.close()
 
     def check_parts(self) -> None:
         """Hash every large artifact part by part (each part against its id, the whole
@@ -657,7 +689,14 @@ class _Checker:
             return f"its record differs from its manifest in {', '.join(names)}" if names \
                 else None
 
-        self.check_exact(table, lines, compare, same=lambda v: v[:1] + v[9:])
+        def same(value):  # all but the sequence, of the record as written (not packed)
+            try:
+                value = plain_record(b"", value)
+            except (IntegrityError, IndexError):
+                pass  # compared as it is: it differs, and ``_decode`` says how
+            return value[:1] + value[9:]
+
+        self.check_exact(table, lines, compare, same=same)
 
     def check_numbered(self, cid: bytes, seq: int, lines: _Lines) -> None:
         if self.txn.get(pack_u64(seq), db=self.db["cseq"]) != cid:

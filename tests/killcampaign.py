@@ -94,6 +94,23 @@ def seed_shared(store: str, logdir: str) -> None:
             led.ack(n, repo.write(path, data, message=f"seed {path}").id)
 
 
+def seed_history(store: str, logdir: str, seed: int, versions: int = 300) -> None:
+    """Small text files edited many times (acknowledged in the ``history`` ledger): enough
+    small artifacts that ``compact`` trains a dictionary and packs them (``packing``)."""
+    import herofossil
+
+    rng = random.Random(f"{seed}:history")
+    led = Ledger(logdir, "history")
+    old: dict[str, bytes] = {}
+    with herofossil.open(store) as repo:
+        for _ in range(versions):
+            path = f"history/{rng.randrange(12)}.toml"
+            data = _text_content(rng, path, old.get(path))
+            old[path] = data
+            n = led.intent(op="put", path=path, sha=sha3(data), expect=None)
+            led.ack(n, repo.write(path, data).id)
+
+
 # ---- writers (subprocesses)
 def _text_content(rng: random.Random, head: str, old: bytes | None) -> bytes:
     if old is not None and rng.random() < 0.6:  # a small edit: the old version becomes a delta

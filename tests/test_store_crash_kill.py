@@ -248,6 +248,8 @@ def _maintenance_campaign(tmp_path, seed: int, command: str, budget: float) -> d
     is checked after every kill."""
     rng = random.Random(seed)
     store, logdir = _new_store(tmp_path / "m")
+    if command == "compact":  # history compact packs: killed too while it trains and packs
+        kc.seed_history(store, logdir, seed)
     checker = kc.Checker(store, logdir)
     counts = {"rounds": 0, "kills": 0, "completed": 0, "leftovers": 0}
     took = None
@@ -294,6 +296,9 @@ def test_sigkill_during_compact_keeps_every_acknowledged_write(tmp_path):
     counts = _maintenance_campaign(tmp_path, SEED + 3, "compact", budget=15)
     assert counts["kills"] >= 6 and counts["completed"] >= 1
     assert counts["acked"] > 0 and counts["lost"] == 0
+    store = str(tmp_path / "m" / "store")
+    with herofossil.open(store, readonly=True) as repo:  # the compacts packed the history
+        assert repo.stats()["dictionaries"] == 1
 
 
 @pytest.mark.slow

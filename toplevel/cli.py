@@ -326,9 +326,10 @@ def cmd_import(args):
 
 def _give_back_free_pages(repo) -> None:
     """After a bulk import or clone: LMDB leaves free pages behind (a clone of the real
-    history from Fossil: 5.0 MB on disk, 3.7 MB compacted); give them back."""
+    history from Fossil: 5.0 MB on disk, 3.7 MB compacted); give them back. History is
+    not packed here (``compact`` does it: 0.5 s more on the real history's 0.75 s import)."""
     try:
-        repo.compact()
+        repo.compact(pack=False)
     except errors.StoreError:
         pass  # another process has the store open: its free pages get reused later
 
@@ -681,7 +682,9 @@ def _maintenance_commands(cmd) -> None:
     cmd("verify", cmd_verify, "re-hash every artifact and check every index")
     cmd("rebuild", cmd_rebuild, "regenerate all indexes from the artifacts")
     cmd("compact", cmd_compact, "rewrite the store densely, without LMDB's free pages and "
-        "the loose parts of cut uploads (only when no other process has it open)")
+        "the loose parts of cut uploads, and pack its history: every stored artifact "
+        "compressed with a dictionary trained on the store's own (only when no other process "
+        "has it open)")
     sp = cmd("stats", cmd_stats, "counts and sizes")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--tables", action="store_true",

@@ -1,0 +1,364 @@
+"""Packed history: ``compact`` compresses stored forms with a dictionary trained on them."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import lmdb
+import pytest
+import zstandard
+
+import herofossil
+from herofossil.errors import IntegrityError, StoreError
+from herofossil.store import blobs, exchange, lmdbenv, packing
+from herofossil.store.changes import Put
+from herofossil.store.keys import id_key
+from herofossil.sync import client
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_gitimport_helpers import build_rich  # noqa: E402
+
+FOSSIL = shutil.which("fossil")
+
+
+def _config(rng: random.Random, name: str, old: bytes | None) -> bytes:
+    """A TOML-like config file, or a small edit of ``old`` (most changes are small)."""
+    if old is not None and rng.random() < 0.8:
+        lines = old.decode().split("\n")
+        lines[rng.randrange(len(lines))] = f"port = {rng.randrange(1 << 16)}"
+        return "\n".join(lines).encode()
+    keys = [f'{k}_{rng.randrange(50)} = "{rng.choice(["on", "off", "auto"])}"'
+            for k in ("name", "mode", "path", "retries") for _ in range(rng.randint(2, 12))]
+    return (f"[{name}]\n" + "\n".join(keys) + "\n").encode()
+
+
+def _make_history(repo, versions: int = 240, seed: int = 7) -> dict[str, list[bytes]]:
+    """Small config files edited many times, on two branches; every version by path."""
+    rng = random.Random(seed)
+    seen: dict[str, list[bytes]] = {}
+    repo.branch_new("feature")
+    for n in range(versions):
+        path = f"etc/{rng.randrange(16)}.toml"
+        data = _config(rng, path, seen.get(path, [None])[-1])
+        repo.write(path, data, branch="feature" if n % 5 == 0 else None)
+        seen.setdefault(path, []).append(data)
+    repo.tag_add("v1")
+    return seen
+
+
+def _every_version(repo) -> dict[str, bytes]:
+    """Every file of every check-in of both branches: path@check-in -> bytes."""
+    out = {}
+    for branch in ("trunk", "feature"):
+        for c in repo.log(at=branch):
+            for path in repo.files(c.id):
+                out[f"{path}@{c.id}"] = repo.read(path, at=c.id)
+    return out
+
+
+def _zdict(repo) -> dict[bytes, bytes]:
+    """The store's dictionaries, by key."""
+    with repo._read() as txn:
+        return {bytes(k): bytes(v) for k, v in txn.cursor(db=repo._db["zdict"])}
+
+
+@pytest.fixture
+def packed(store_path):
+    """A store of small configs edited many times, compacted (packed); and every version
+    read before the compact."""
+    repo = herofossil.open(store_path, create=True)
+    _make_history(repo)
+    before = _every_version(repo)
+    stats = repo.stats()
+    repo.compact()
+    yield repo, before, stats
+    repo.close()
+
+
+def test_compact_packs_small_artifacts_with_one_dictionary_and_every_version_reads_back(
+        packed, store_path):
+    repo, before, stats = packed
+    after = repo.stats()
+    assert after["dictionaries"] == 1 and after["packed"] > 0.6 * after["artifacts"]
+    # The dictionary's bytes count as stored: the store still holds less than before.
+    assert after["stored_bytes"] < 0.85 * stats["stored_bytes"]
+    assert _every_version(repo) == before
+    assert (store_path / lmdbenv.MARKER).read_text().startswith(
+        f"herofossil store format {lmdbenv.PACKED_FORMAT}\n")
+    assert repo.verify().ok
+    # A new process (no dictionary registered yet) reads them too.
+    some = sorted(before)[::25]
+    script = ("import sys, herofossil\n"
+              "r = herofossil.open(sys.argv[1], readonly=True)\n"
+              "for arg in sys.argv[2:]:\n"
+              "    path, _, at = arg.partition('@')\n"
+              "    sys.stdout.buffer.write(r.read(path, at=at))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(store_path), *some],
+                         capture_output=True, check=True).stdout
+    assert out == b"".join(before[k] for k in some)
+
+
+def test_writes_rebuild_and_a_second_compact_on_a_packed_store_keep_one_dictionary(
+        packed, store_path):
+    repo, before, _ = packed
+    first = _zdict(repo)
+    assert len(first) == 1
+    rng = random.Random(3)
+    for n in range(40):  # new versions of packed tips: the old tips become deltas
+        path = f"etc/{n % 16}.toml"
+        repo.write(path, _config(rng, path, repo.read(path)))
+    grown = _every_version(repo)
+    assert all(grown[k] == v for k, v in before.items())
+    assert repo.verify().ok
+    repo.rebuild()
+    assert _every_version(repo) == grown
+    repo.compact()
+    second = _zdict(repo)
+    assert len(second) == 1 and second != first  # trained again; the old one is gone
+    assert _every_version(repo) == grown
+    assert repo.verify().ok
+
+
+def test_compacting_a_packed_store_again_keeps_its_dictionary(packed):
+    repo, before, _ = packed
+    first = _zdict(repo)
+    repo.compact()  # the same forms: the same dictionary is trained again
+    assert _zdict(repo) == first
+    assert _every_version(repo) == before
+    assert repo.verify().ok
+
+
+def test_a_packed_artifact_streams_and_seeks_back(packed):
+    from herofossil.store.streams import ArtifactStream
+
+    repo, before, _ = packed
+    whole = []
+    with repo._read() as txn:
+        for key, data in before.items():
+            path, _, at = key.partition("@")
+            aid = id_key(repo.stat(path, at=at).id)
+            stored = txn.get(aid, db=repo._db["blob"])
+            if stored[:1] == blobs.WHOLE and blobs.stored_dictionary(stored):
+                whole.append((aid, data))
+    assert whole
+    for aid, data in whole[:5]:
+        with ArtifactStream(repo._env, aid) as f:
+            assert f.read(10) == data[:10]
+            f.seek(2)  # backwards: decompression starts again, with the dictionary
+            assert f.read() == data[2:]
+    with repo.plumbing.open_artifact(whole[0][0].hex()) as f:
+        assert f.read() == whole[0][1]
+
+
+def test_a_packed_store_round_trips_git_history_with_the_same_ids(tmp_path):
+    g = build_rich(tmp_path / "src")
+    rng = random.Random(5)
+    old: dict[str, bytes] = {}
+    for n in range(160):
+        name = f"conf/{rng.randrange(10)}.toml"
+        old[name] = _config(rng, name, old.get(name))
+        g.write(name, old[name])
+        g.commit(f"tune {name} ({n})")
+    from herofossil.gitimport import export_git, import_git
+
+    with herofossil.open(tmp_path / "s", create=True) as repo:
+        import_git(repo, g.path)
+        repo.compact()
+        assert repo.stats()["packed"] > 300
+        export_git(repo, str(tmp_path / "out.git"))
+        assert repo.verify().ok
+    got = subprocess.run(["git", "-C", str(tmp_path / "out.git"), "for-each-ref",
+                          "--format=%(refname) %(objectname)"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert got == g.refs()
+    fsck = subprocess.run(["git", "-C", str(tmp_path / "out.git"), "fsck", "--no-dangling"],
+                          capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+
+
+def test_a_packed_store_clones_and_pushes_in_plain_forms(packed, store_path, tmp_path, serve):
+    repo, before, _ = packed
+    srv = serve(store_path)
+    copy, _ = client.clone(srv.url, tmp_path / "copy")
+    with copy:
+        assert copy.stats()["packed"] == 0 and copy.stats()["dictionaries"] == 0
+        assert _every_version(copy) == before
+        assert copy.verify().ok  # in a child process: no dictionary of this one's
+    srv.stop()
+    # And the other way: new versions, packed, pushed to the plain copy.
+    rng = random.Random(11)
+    for n in range(30):
+        path = f"etc/{n % 16}.toml"
+        repo.write(path, _config(rng, path, repo.read(path)))
+    repo.compact()
+    grown = _every_version(repo)
+    srv2 = serve(tmp_path / "copy")
+    report = client.sync(repo, srv2.url)
+    assert report.artifacts_sent > 30
+    srv2.stop()
+    with herofossil.open(tmp_path / "copy", readonly=True) as other:
+        assert other.stats()["packed"] == 0
+        assert _every_version(other) == grown
+
+
+@pytest.mark.skipif(FOSSIL is None, reason="needs fossil")
+def test_fossil_clones_a_packed_store(packed, store_path, tmp_path, serve):
+    repo, _, _ = packed
+    srv = serve(store_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), USER="tester", FOSSIL_HOME=str(home))
+
+    def fsl(*args):
+        return subprocess.run([FOSSIL, *map(str, args)], env=env, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=120, check=True)
+
+    clone = tmp_path / "x.fossil"
+    fsl("clone", srv.url, clone)
+    assert " 0 errors" in fsl("test-integrity", "--parse", "-R", clone).stdout
+    for path in repo.files():
+        got = subprocess.run([FOSSIL, "cat", path, "-R", clone, "-r", "trunk"], env=env,
+                             capture_output=True, check=True).stdout
+        assert got == repo.read(path)
+
+
+def test_a_peer_sending_a_form_with_a_dictionary_is_refused_and_nothing_is_stored(
+        packed, tmp_path):
+    repo, _, _ = packed
+    did = next(iter(blobs._dictionaries))  # the one compact registered in this process
+    data = b"a file a peer compressed with a dictionary we happen to know\n" * 4
+    form = blobs.WHOLE + blobs.dictionary_compressor(did, 3, True).compress(data)
+    aid = blobs.artifact_id(data)
+    before = repo.stats()["artifacts"]
+    with pytest.raises(IntegrityError, match="dictionary"):
+        exchange.receive(repo._env, [(aid, form)])
+    assert repo.stats()["artifacts"] == before
+
+
+def test_verify_names_a_missing_and_a_damaged_dictionary(packed, store_path, tmp_path):
+    repo, _, _ = packed
+    (did_key, raw), = _zdict(repo).items()
+    repo.close()
+    for name, change in (("missing", None), ("damaged", raw[:-1] + bytes([raw[-1] ^ 1]))):
+        copy = tmp_path / name
+        shutil.copytree(store_path, copy)
+        env = lmdb.open(str(copy), max_dbs=32)
+        with env.begin(write=True) as txn:
+            db = env.open_db(b"zdict", txn=txn)
+            if change is None:
+                txn.delete(did_key, db=db)
+            else:
+                txn.put(did_key, change, db=db)
+        env.close()
+        proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(copy), "verify"],
+                              capture_output=True, text=True)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        said = proc.stdout + proc.stderr
+        did = int.from_bytes(did_key, "big")
+        assert f"compressed with dictionary {did}, which the store lacks" in said
+        if change is not None:
+            assert f"dictionary {did}: compression dictionary {did} does not hash" in said
+
+
+def test_a_dictionary_must_carry_the_id_its_bytes_give():
+    samples = [b"key_%d = %d\n" % (i, i * 7) * 5 for i in range(200)]
+    raw = zstandard.train_dictionary(4096, samples, k=64, d=8).as_bytes()
+    fixed = blobs.with_dictionary_id(raw)
+    assert blobs.check_dictionary(fixed) == blobs.dictionary_id(fixed)
+    assert 32768 <= blobs.dictionary_id(fixed) < 2**31
+    with pytest.raises(IntegrityError, match="does not hash to its id"):
+        blobs.check_dictionary(fixed[:4] + (1 + blobs.dictionary_id(fixed)).to_bytes(4, "little")
+                               + fixed[8:])
+    with pytest.raises(IntegrityError, match="not a zstd dictionary"):
+        blobs.check_dictionary(b"\0" * 64)
+
+
+def test_a_store_too_small_to_train_on_is_compacted_without_a_dictionary(repo, store_path):
+    repo.commit([Put(f"f{i}", b"x%d\n" % i) for i in range(10)])
+    repo.compact()
+    assert repo.stats()["dictionaries"] == 0
+    assert (store_path / lmdbenv.MARKER).read_text().startswith(
+        f"herofossil store format {lmdbenv.FORMAT}\n")
+    assert packing.train(iter([])) is None
+
+
+def test_a_store_of_an_unknown_later_format_is_refused_with_upgrade_advice(packed,
+                                                                          store_path):
+    repo, _, _ = packed
+    repo.close()
+    marker = store_path / lmdbenv.MARKER
+    marker.write_text(marker.read_text().replace("format 2", "format 3", 1))
+    with pytest.raises(StoreError, match="has format 3; this herofossil reads formats 1-2: "
+                                         "upgrade herofossil"):
+        herofossil.open(store_path)
+
+
+def _compact_in_background(store):
+    """``herofossil compact`` in a process of its own, once its copy has begun."""
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "herofossil", "-R", str(store), "compact"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tmp = store / "compact.tmp"
+    while not tmp.exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.002)
+    return proc
+
+
+@pytest.mark.slow
+def test_a_process_opening_the_store_during_a_compact_reads_at_once_and_nothing_changes(
+        tmp_path):
+    store = tmp_path / "s"
+    with herofossil.open(store, create=True) as repo:
+        _make_history(repo, versions=1500)
+        files = repo.files()
+        sample = repo.read("etc/1.toml")
+    # A reader: it opens and reads while the copy is made (before, it waited for the
+    # whole compact); the store is then in use, so the compact drops its copy.
+    proc = _compact_in_background(store)
+    with herofossil.open(store, readonly=True) as reader:
+        assert reader.read("etc/1.toml") == sample
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 10 and "opened the store during the compact" in err, err
+    # A writer that opens, writes and leaves during the copy: its write is kept.
+    proc = _compact_in_background(store)
+    with herofossil.open(store) as writer:
+        writer.write("during.txt", b"written while a compact copied the store\n")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 10 and "wrote to the store during the compact" in err, err
+    with herofossil.open(store) as repo:
+        assert repo.read("during.txt") == b"written while a compact copied the store\n"
+        assert {p: v for p, v in repo.files().items() if p != "during.txt"} == files
+        assert not (store / "compact.tmp").exists() and repo.stats()["dictionaries"] == 0
+        repo.compact()  # alone now: it packs
+        assert repo.stats()["dictionaries"] == 1 and repo.verify().ok
+
+
+def test_compact_packs_checkin_records_and_verify_names_a_damaged_one(packed, store_path,
+                                                                      tmp_path):
+    repo, _, _ = packed
+    with repo._read() as txn:
+        records = {bytes(k): bytes(v) for k, v in txn.cursor(db=repo._db["checkin"])}
+    assert sum(v[:1] == b"\x02" for v in records.values()) > 0.9 * len(records)
+    log = [(c.id, c.comment, c.user, c.date, c.parents) for c in repo.log(at="feature")]
+    repo.rebuild()  # derives plain records again: the same check-ins
+    assert [(c.id, c.comment, c.user, c.date, c.parents) for c in repo.log(at="feature")] == log
+    repo.compact()
+    cid = max(records, key=lambda k: len(records[k]))
+    repo.close()
+    env = lmdb.open(str(store_path), max_dbs=32)
+    with env.begin(write=True) as txn:
+        db = env.open_db(b"checkin", txn=txn)
+        raw = txn.get(cid, db=db)
+        assert raw[:1] == b"\x02"
+        txn.put(cid, raw[:-3] + bytes([raw[-3] ^ 0x55]) + raw[-2:], db=db)
+    env.close()
+    proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store_path),
+                           "verify"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"check-in {cid.hex()}" in proc.stdout + proc.stderr
