@@ -109,10 +109,13 @@ def _zd() -> zstandard.ZstdDecompressor:
 
 
 # The dictionaries of every store this process opened, by id (see ``dictionary_id``):
-# filled when a store opens (``StoreEnv``) and by ``compact``, the one writer of
-# dictionaries (it has the store alone, so no other process holds a store that gains one).
+# filled when a store opens (``StoreEnv``), by ``compact`` and by a sync that brings one;
+# a dictionary another process brought into an open store since is found through the
+# sources (each open ``StoreEnv`` is one: it reads its ``zdict`` table).
 _dictionaries: dict[int, bytes] = {}
+_dictionary_sources: list = []
 _dict_lock = threading.Lock()
+_THREAD_CACHE = 16  # prepared dictionaries a thread keeps (a store has one)
 
 
 def dictionary_id(raw: bytes) -> int:
@@ -148,13 +151,57 @@ def register_dictionary(raw: bytes) -> int:
     return did
 
 
+def forget_dictionaries(dids: list[int]) -> None:
+    """Drop dictionaries ``dids`` from the registry (those a refused sync brought)."""
+    with _dict_lock:
+        for did in dids:
+            _dictionaries.pop(did, None)
+    for name in ("dicts", "zdd"):
+        cache = getattr(_local, name, None)
+        for did in dids if cache else ():
+            cache.pop(did, None)
+
+
+def add_dictionary_source(source) -> None:
+    """``source(did)``: the bytes of dictionary ``did`` from an open store, or None."""
+    with _dict_lock:
+        _dictionary_sources.append(source)
+
+
+def remove_dictionary_source(source) -> None:
+    with _dict_lock:
+        if source in _dictionary_sources:
+            _dictionary_sources.remove(source)
+
+
+def dictionary_bytes(did: int) -> bytes | None:
+    """The bytes of dictionary ``did``: registered, or found in an open store (and then
+    registered); None when no open store holds it."""
+    raw = _dictionaries.get(did)
+    if raw is not None:
+        return raw
+    with _dict_lock:
+        sources = list(_dictionary_sources)
+    for source in sources:
+        found = source(did)
+        if found is not None:
+            try:
+                register_dictionary(found)
+            except IntegrityError:
+                continue  # damaged in that store: ``verify`` names it
+            return _dictionaries[did]
+    return None
+
+
 def _dictionary(did: int, what: bytes) -> zstandard.ZstdCompressionDict:
     cache = getattr(_local, "dicts", None)
     if cache is None:
         cache = _local.dicts = {}
     found = cache.get(did)
     if found is None:
-        raw = _dictionaries.get(did)
+        if len(cache) >= _THREAD_CACHE:
+            cache.clear()
+        raw = dictionary_bytes(did)
         if raw is None:
             raise IntegrityError(f"artifact {id_name(what)} is compressed with dictionary "
                                  f"{did}, which the store lacks")
@@ -182,6 +229,8 @@ def decompressor(frame, what: bytes) -> zstandard.ZstdDecompressor:
         cache = _local.zdd = {}
     d = cache.get(did)
     if d is None:
+        if len(cache) >= _THREAD_CACHE:
+            cache.clear()
         d = cache[did] = zstandard.ZstdDecompressor(dict_data=_dictionary(did, what))
     return d
 

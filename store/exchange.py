@@ -306,43 +306,102 @@ class IdRanges:
         return count, fingerprint(total, count), [tuple(k) for k in kids]
 
 
-def portable(txn, dbs, aid: bytes, stored: bytes) -> bytes:
-    """A stored form a peer can take as it is (both protocols): an artifact kept in
-    parts goes whole, compressed; one packed with this store's dictionary goes without
-    it (``blobs.plain_form``); any other as stored."""
+def portable(txn, dbs, aid: bytes, stored: bytes, packed: bool = False) -> bytes:
+    """A stored form a peer can take as it is: an artifact kept in parts goes whole,
+    compressed; one packed with a dictionary goes without it (``blobs.plain_form``)
+    unless ``packed`` (``for_peer`` decides, per peer); any other as stored."""
     if blobs.is_chunked(stored):
         return blobs.encode_whole(BlobReader(txn, dbs).content(bytes(aid)))
-    return blobs.plain_form(bytes(stored), bytes(aid))
+    stored = bytes(stored)
+    return stored if packed else blobs.plain_form(stored, bytes(aid))
 
 
 def _wire_form(stored: bytes, txn, dbs, aid: bytes) -> bytes:
-    """What to send for a stored form: ``portable``'s, but a whole artifact kept
-    uncompressed (the tip's manifest waits so for its successor) goes compressed when
-    that is smaller."""
-    stored = portable(txn, dbs, aid, stored)
+    """What to send for a stored form over our protocol: ``portable``'s, packed forms
+    kept (``for_peer`` unpacks them for a peer that does not take them), but a whole
+    artifact kept uncompressed (the tip's manifest waits so for its successor) goes
+    compressed when that is smaller."""
+    stored = portable(txn, dbs, aid, stored, packed=True)
     if stored[:1] != blobs.RAW or len(stored) < 64:
         return stored
     packed = blobs.encode_whole(stored[1:], blobs.ZSTD_LEVEL_CARDS)
     return packed if len(packed) < len(stored) else stored
 
 
-def receive(env, artifacts: list[tuple[bytes, bytes]], *, deltify: bool = False) -> Received:
+def for_peer(artifacts: list[tuple[bytes, bytes]], takes: set[int] | None
+             ) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """``artifacts`` (from ``artifacts_after`` and the like) as a peer takes them, and the
+    dictionaries to send with them. ``takes``: the ids of the dictionaries the peer holds,
+    None for a peer that takes no packed forms (Fossil's protocol, an older release, a
+    push): each packed form then goes without its dictionary."""
+    if takes is None:
+        return [(aid, blobs.plain_form(stored, aid)) for aid, stored in artifacts], []
+    used = {did for _, stored in artifacts if (did := blobs.stored_dictionary(stored))}
+    send = []
+    for did in sorted(used - takes):
+        raw = blobs.dictionary_bytes(did)
+        if raw is None:  # not registered: cannot happen for a form this store holds
+            raise IntegrityError(f"dictionary {did} of this store's packed forms is missing")
+        send.append(raw)
+    return artifacts, send
+
+
+def _dictionaries_of(dictionaries: list[bytes], used: set[int]) -> dict[int, bytes]:
+    """The dictionaries a peer sent that the forms it sent use, checked (each a zstd
+    dictionary carrying the id its bytes give); the others are left out."""
+    out = {}
+    for raw in dictionaries:
+        try:
+            did = blobs.check_dictionary(raw)
+        except IntegrityError as exc:
+            raise IntegrityError(f"a peer sent a bad compression dictionary ({exc}); nothing "
+                                 "of the exchange was stored") from exc
+        if did in used:
+            out[did] = raw
+    return out
+
+
+def receive(env, artifacts: list[tuple[bytes, bytes]], *, deltify: bool = False,
+            dictionaries: list[bytes] = ()) -> Received:
     """Verify and store ``artifacts`` (id, stored form) from a peer, then derive their
     local state; all in one durable transaction. Raises ``IntegrityError`` (nothing
     stored) for an artifact whose bytes do not hash to its id, a delta on a base that
-    is neither stored nor in the batch, a damaged delta, or an unknown stored form.
-    ``deltify``: the peer sent whole texts (Fossil's protocol): store older versions as
-    reverse deltas, as an import does."""
+    is neither stored nor in the batch, a damaged delta, an unknown stored form, a form
+    packed with a dictionary neither stored nor among ``dictionaries`` (which the peer
+    sent with them), or a bad dictionary. ``deltify``: the peer sent whole texts
+    (Fossil's protocol): store older versions as reverse deltas, as an import does."""
     batch = {}
+    packed: set[int] = set()
     for aid, stored in artifacts:
         if len(aid) != blobs.ID_LEN or not stored or len(stored) > MAX_ARTIFACT:
             raise IntegrityError(f"a peer sent a malformed artifact {id_name(aid)[:64]}")
-        if blobs.stored_dictionary(stored):  # the wire carries plain forms (``portable``)
-            raise IntegrityError(f"a peer sent artifact {id_name(aid)} compressed with a "
-                                 "dictionary; nothing of the exchange was stored")
+        if did := blobs.stored_dictionary(stored):
+            packed.add(did)
         batch[aid] = stored
+    if packed:
+        env.mark_packed()  # before any packed form is in
+
+    sent = _dictionaries_of(list(dictionaries), packed)
+    registered: list[int] = []
 
     def txn_fn(txn):
+        for did in packed:
+            key = did.to_bytes(4, "big")
+            if txn.get(key, db=env.db["zdict"]) is not None:
+                continue
+            if did not in sent:
+                raise IntegrityError(f"a peer sent artifacts compressed with dictionary {did}, "
+                                     "which it did not send and this store lacks; nothing of "
+                                     "the exchange was stored")
+            try:
+                if blobs.dictionary_bytes(did) is None:
+                    registered.append(did)
+                blobs.register_dictionary(sent[did])  # to check the forms that use it
+            except IntegrityError as exc:
+                raise IntegrityError(f"a peer sent a compression dictionary that conflicts "
+                                     f"with one of this process ({exc}); nothing of the "
+                                     "exchange was stored") from exc
+            txn.put(key, sent[did], db=env.db["zdict"])
         cur = txn.cursor(db=env.db["seq"])
         before = unpack_u64(cur.key()) if cur.last() else 0
         aw = ArtifactWriter(txn, env.db)
@@ -362,7 +421,13 @@ def receive(env, artifacts: list[tuple[bytes, bytes]], *, deltify: bool = False)
                         checkins=[c.id for c in linked.checkins], before=before,
                         last=before + len(new))
 
-    return env.write(txn_fn)
+    try:
+        return env.write(txn_fn)
+    except BaseException:
+        # A refused exchange leaves no dictionary of its own behind in this process (a
+        # peer could grow its memory so, batch after refused batch).
+        blobs.forget_dictionaries(registered)
+        raise
 
 
 def _verified(aw: ArtifactWriter, batch: dict, contents: dict, aid: bytes) -> bytes:

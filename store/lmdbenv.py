@@ -257,10 +257,11 @@ class StoreEnv:
         self._queue: list[_WriteJob] = []
         self._leading = False
         self.commits = 0  # durable write transactions this process has committed
+        self._packed_marked = False
         self.db: dict = {}
         self.env = None
         try:
-            _check_marker(path)
+            self._packed_marked = _check_marker(path) == PACKED_FORMAT
             if legacywal.present(path):
                 if readonly:
                     raise StoreError(f"{path} still holds the write-ahead log of herofossil 0.1: "
@@ -268,6 +269,9 @@ class StoreEnv:
                 self._settle_legacy_log()
             fcntl.flock(self._lockfd, fcntl.LOCK_SH)
             self._open_lmdb()
+            from herofossil.store import blobs
+
+            blobs.add_dictionary_source(self._dictionary)
         except BaseException:
             if self.env is not None:
                 self.env.close()
@@ -359,6 +363,20 @@ class StoreEnv:
             self.env.close()
             self.env = None
             raise
+
+    def _dictionary(self, did: int) -> bytes | None:
+        """Dictionary ``did`` from the ``zdict`` table, or None (``blobs`` asks for one
+        another process stored after this one loaded the table). LMDB's own read
+        transaction: the asking reader holds the map gate already, or asks outside."""
+        env, db = self.env, self.db.get("zdict")
+        if env is None or db is None:
+            return None
+        try:
+            with env.begin() as txn:
+                raw = txn.get(did.to_bytes(4, "big"), db=db)
+                return None if raw is None else bytes(raw)
+        except lmdb.Error:
+            return None
 
     def _load_dictionaries(self) -> None:
         """Make the store's compression dictionaries known to this process's readers (a
@@ -628,12 +646,19 @@ class StoreEnv:
                     raise StoreError("another process wrote to the store during the compact: "
                                      "nothing was changed; compact it again")
                 if packed:
-                    _mark_format(self.path, PACKED_FORMAT)  # before any packed form is in
+                    self.mark_packed()  # before any packed form is in
                 self.gate.exclusive(lambda: self._swap_in(tmpdir), "compact the store")
                 return before, self.disk_size()
             finally:
                 shutil.rmtree(tmpdir, ignore_errors=True)
                 fcntl.flock(self._lockfd, fcntl.LOCK_SH)
+
+    def mark_packed(self) -> None:
+        """Mark the store's format as one that may hold packed forms (``PACKED_FORMAT``),
+        before the first is stored (a sync can bring them)."""
+        if not self._packed_marked:
+            _mark_format(self.path, PACKED_FORMAT)
+            self._packed_marked = True
 
     def _swap_in(self, tmpdir: str) -> None:
         """Replace the data file by the synced copy in ``tmpdir`` and open it."""
@@ -693,21 +718,24 @@ class StoreEnv:
         with _open_lock:
             self.refs -= 1
             if self.refs <= 0:
+                from herofossil.store import blobs
+
+                blobs.remove_dictionary_source(self._dictionary)
                 _open_envs.pop(self.path, None)
                 with self.write_lock:
                     self._close_lmdb()
                 os.close(self._lockfd)
 
 
-def _check_marker(path: str) -> None:
-    """Refuse a store whose marker names a format this release does not read."""
+def _check_marker(path: str) -> int:
+    """The format the store's marker names; refuse one this release does not read."""
     try:
         with open(os.path.join(path, MARKER), encoding="utf-8", errors="replace") as f:
             text = f.read(4096)
     except OSError as exc:
         raise StoreError(f"cannot open store {path}: {exc.strerror}") from exc
     if text == _LEGACY_MARKER:
-        return
+        return FORMAT
     first = text.partition("\n")[0]
     prefix = _MARKER_PREFIX
     if not first.startswith(prefix) or not first[len(prefix):].isdigit():
@@ -720,6 +748,7 @@ def _check_marker(path: str) -> None:
                          f"formats {FORMAT}-{newest}: " + (
                              "upgrade herofossil" if found > newest else
                              "open it with the release that wrote it"))
+    return found
 
 
 def _mark_format(path: str, fmt: int) -> None:

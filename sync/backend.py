@@ -80,6 +80,7 @@ WHOLE_LIST = 4096
 MAX_RECONCILE_ROUNDS = 16
 MAX_RANGES = 1 << 16
 MAX_IDS = 4_000_000
+MAX_PACKS = 256  # dictionary ids a request may say it holds (a compact leaves one)
 WANT_BATCH = 1 << 16
 
 
@@ -115,6 +116,18 @@ def _short(aid: bytes | None, n: int = AT_LEN) -> str:
 def _kids(prefix: str, kids: list[tuple[int, int]]) -> list[tuple[str, int, bytes]]:
     return [(f"{prefix}{i:x}", n, exchange.fingerprint(total, n))
             for i, (n, total) in enumerate(kids)]
+
+
+def _takes(h: dict) -> set[int] | None:
+    """The dictionaries a request says its client holds (it takes packed forms), or None
+    (it takes none: an earlier release)."""
+    packs = h.get("packs")
+    if packs is None:
+        return None
+    if not isinstance(packs, list) or len(packs) > MAX_PACKS or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in packs):
+        raise SyncError(f"a malformed list of dictionaries (at most {MAX_PACKS} ids)")
+    return set(packs)
 
 
 def _check_prefixes(prefixes: list[str]) -> None:
@@ -208,7 +221,8 @@ class Reconciliation:
         transfer = not self.fps and not self.lists
         self.asked_fp, self.fps, self.lists = set(self.fps), [], []
         me = self.backend.identity()
-        header = dict(self.backend._introduce(self.state, me), recon=1)
+        header = dict(self.backend._introduce(self.state, me), recon=1,
+                      packs=self.backend.dictionary_ids())
         if self.pull:
             header["pull"] = {"max": CHUNK}
             if transfer:
@@ -226,7 +240,8 @@ class Reconciliation:
                 for aid in ids[:done]:
                     del self.push_q[aid]
                     self.known.add(aid)
-        return Message(header, artifacts, rc)
+        # A push goes without packed forms: the server's takes are not known yet.
+        return Message(header, exchange.for_peer(artifacts, None)[0], rc)
 
     def absorb(self, answer: Message, report: Report) -> bool:
         """Store what the server answered and plan the next request; True when done."""
@@ -239,7 +254,8 @@ class Reconciliation:
         if self.asked_want and not any(aid in self.want for aid, _ in answer.artifacts):
             raise SyncError("the peer listed artifacts that it does not send")
         if answer.artifacts:
-            received = exchange.receive(self.env, answer.artifacts)
+            received = exchange.receive(self.env, answer.artifacts,
+                                        dictionaries=answer.dictionaries)
             report.artifacts_received += received.artifacts
             report.checkins_new += len(received.checkins)
             if received.artifacts and self.acked == received.before:
@@ -444,7 +460,7 @@ class SyncBackend:
         the ids the pull stream sent ahead of itself, with where it reaches them; ``chunk``:
         the pull chunk size to ask for, default ``next_chunk(None)``)."""
         me = self.identity()
-        header = self._introduce(state, me)
+        header = dict(self._introduce(state, me), packs=self.dictionary_ids())
         echo: list[bytes] = []
         if pull:
             wm = {}
@@ -465,6 +481,7 @@ class SyncBackend:
         if push:
             after = state.get("acked", 0) if state.get("acked_epoch") == me["epoch"] else 0
             artifacts, reached = exchange.artifacts_after(self.env, after, max_bytes=CHUNK)
+            artifacts = exchange.for_peer(artifacts, None)[0]  # the server's takes: unknown
             header["push"] = {"reached": reached}
         return Message(header, artifacts, Reconcile(ahead=echo) if pull and echo else None)
 
@@ -484,7 +501,8 @@ class SyncBackend:
             state["acked_epoch"], state["acked"] = self._sent_epoch, acked
         if response.artifacts:
             mine = exchange.identity(self.env)[1]
-            got = exchange.receive(self.env, response.artifacts)
+            got = exchange.receive(self.env, response.artifacts,
+                                   dictionaries=response.dictionaries)
             report.artifacts_received += got.artifacts
             report.checkins_new += len(got.checkins)
             known = state.get("acked_epoch") == mine or (
@@ -526,7 +544,8 @@ class SyncBackend:
             raise PermissionError("this store is a read-only replica: it takes no push")
         got = None
         if request.artifacts:
-            got = exchange.receive(self.env, request.artifacts)
+            got = exchange.receive(self.env, request.artifacts,
+                                   dictionaries=request.dictionaries)
             if got.checkins:
                 self.join_forks()  # before the pull below: the client gets the merge
         theirs = h.get("project")
@@ -536,7 +555,23 @@ class SyncBackend:
 
     def answer(self, request: Message) -> Message:
         """The server's answer to one request (errors in the peer's data raise SyncError
-        or IntegrityError; nothing of a refused request is stored)."""
+        or IntegrityError; nothing of a refused request is stored). Packed forms go as
+        they are, with the dictionaries the client lacks, to a client that takes them
+        (its request's "packs"); to any other without their dictionary."""
+        takes = _takes(request.header)
+        answer = self._answer(request)
+        answer.artifacts, answer.dictionaries = exchange.for_peer(answer.artifacts, takes)
+        return answer
+
+    def dictionary_ids(self) -> list[int]:
+        """The ids of this store's compression dictionaries (a request's "packs")."""
+        if "zdict" not in self.env.db:
+            return []
+        with self.env.read() as txn:
+            return [int.from_bytes(k, "big") for k in
+                    txn.cursor(db=self.env.db["zdict"]).iternext(values=False)]
+
+    def _answer(self, request: Message) -> Message:
         h = request.header
         me = self.identity()
         out = {"epoch": me["epoch"]}

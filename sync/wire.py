@@ -5,11 +5,16 @@ A message is::
     b"HFS" + version (1 byte)
     header length (4 bytes, big-endian) + header (UTF-8 JSON object)
     a reconcile section of header["rc"] bytes, when the header has "rc"
+    for each of header["zd"] compression dictionaries (none when absent):
+        length (4 bytes, big-endian) + the zstd dictionary
     for each of header["artifacts"] artifacts (none when absent):
         id (32 bytes) + stored-form length (4 bytes, big-endian) + stored form
 
 Stored forms are the store's own (``herofossil.store.blobs``): whole zstd
-frames or Fossil deltas, sent as they are stored.
+frames or Fossil deltas, sent as they are stored. A frame compressed with a
+dictionary (packed history) goes only to a peer whose request said it takes them
+(header "packs": the ids of the dictionaries it holds), with the dictionaries it
+lacks in the same message.
 
 The reconcile section (range-based set reconciliation over artifact ids, see
 ``herofossil.sync.backend``) is a run of items, each a kind byte and then::
@@ -43,6 +48,8 @@ MAX_HEADER = 64 << 10
 MAX_ARTIFACT = 256 << 20
 MAX_RECONCILE = 32 << 20  # about a million ids
 MAX_MESSAGE = 1 << 30
+MAX_DICTIONARY = 1 << 20  # ``packing`` trains 8-32 KB ones
+MAX_DICTIONARIES = 16
 ID_LEN = 32
 FP_LEN = 16
 _LEN = struct.Struct(">I")
@@ -82,6 +89,7 @@ class Message:
     header: dict
     artifacts: list[tuple[bytes, bytes]] = field(default_factory=list)
     reconcile: Reconcile | None = None
+    dictionaries: list[bytes] = field(default_factory=list)  # zstd dictionaries (packed forms)
 
 
 def _prefix(p: str) -> bytes:
@@ -171,14 +179,19 @@ def encode(msg: Message) -> bytes:
     header = dict(msg.header)
     header.pop("artifacts", None)
     header.pop("rc", None)
+    header.pop("zd", None)
     if msg.artifacts:
         header["artifacts"] = len(msg.artifacts)
     section = b""
     if msg.reconcile is not None:
         section = encode_reconcile(msg.reconcile)
         header["rc"] = len(section)
+    if msg.dictionaries:
+        header["zd"] = len(msg.dictionaries)
     head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
     parts = [MAGIC, bytes([VERSION]), _LEN.pack(len(head)), head, section]
+    for raw in msg.dictionaries:
+        parts += [_LEN.pack(len(raw)), raw]
     for aid, stored in msg.artifacts:
         parts += [aid, _LEN.pack(len(stored)), stored]
     return b"".join(parts)
@@ -216,6 +229,20 @@ def decode(data: bytes) -> Message:
             raise SyncError("a sync message with a truncated or oversized reconcile section")
         reconcile = decode_reconcile(data[pos:pos + rlen])
         pos += rlen
+    dictionaries = []
+    ndicts = header.get("zd", 0)
+    if not isinstance(ndicts, int) or not 0 <= ndicts <= MAX_DICTIONARIES:
+        raise SyncError(f"a sync message with a malformed dictionary count (at most "
+                        f"{MAX_DICTIONARIES})")
+    for _ in range(ndicts):
+        if pos + 4 > len(data):
+            raise SyncError("a truncated sync message (a dictionary is cut off)")
+        (size,) = _LEN.unpack_from(data, pos)
+        pos += 4
+        if size == 0 or size > MAX_DICTIONARY or pos + size > len(data):
+            raise SyncError(f"a sync message with a bad dictionary length ({size} bytes)")
+        dictionaries.append(bytes(data[pos:pos + size]))
+        pos += size
     artifacts = []
     view = memoryview(data)
     for _ in range(count):
@@ -230,4 +257,4 @@ def decode(data: bytes) -> Message:
         pos += size
     if pos != len(data):
         raise SyncError("a sync message with bytes after its last artifact")
-    return Message(header, artifacts, reconcile)
+    return Message(header, artifacts, reconcile, dictionaries)

@@ -180,28 +180,60 @@ def test_a_packed_store_round_trips_git_history_with_the_same_ids(tmp_path):
     assert fsck.returncode == 0, fsck.stderr
 
 
-def test_a_packed_store_clones_and_pushes_in_plain_forms(packed, store_path, tmp_path, serve):
+def test_a_clone_of_a_packed_store_takes_its_packed_forms_and_its_dictionary_once(
+        packed, store_path, tmp_path, serve):
     repo, before, _ = packed
     srv = serve(store_path)
-    copy, _ = client.clone(srv.url, tmp_path / "copy")
+    copy, report = client.clone(srv.url, tmp_path / "copy")
     with copy:
-        assert copy.stats()["packed"] == 0 and copy.stats()["dictionaries"] == 0
+        stats = copy.stats()
+        assert stats["packed"] == repo.stats()["packed"] and stats["dictionaries"] == 1
+        assert _zdict(copy) == _zdict(repo)
+        assert (tmp_path / "copy" / lmdbenv.MARKER).read_text().startswith(
+            f"herofossil store format {lmdbenv.PACKED_FORMAT}\n")
         assert _every_version(copy) == before
-        assert copy.verify().ok  # in a child process: no dictionary of this one's
+        assert copy.verify().ok  # in a child process: the dictionary is the copy's own
+    # What came is the packed forms and the dictionary once (stored_bytes counts it),
+    # 36 bytes of id and length each, and the headers.
+    assert report.bytes_received < repo.stats()["stored_bytes"] + 36 * stats["artifacts"] + 4096
     srv.stop()
-    # And the other way: new versions, packed, pushed to the plain copy.
+    # A request that names the dictionary (each after the first) does not get it again.
+    (raw,) = _zdict(repo).values()
+    forms, _ = exchange.artifacts_after(repo._env, 0, max_bytes=1 << 30)
+    assert exchange.for_peer(forms, set())[1] == [raw]
+    assert exchange.for_peer(forms, {blobs.check_dictionary(raw)}) == (forms, [])
+    # An older client (no "packs" in its requests) gets every form without a dictionary.
+    from herofossil.sync import wire
+    from herofossil.sync.backend import SyncBackend
+
+    old = tmp_path / "old"
+    with herofossil.open(old, create=True) as fresh:
+        request = SyncBackend(fresh).request({}, pull=True, push=False)
+    request.header.pop("packs")
+    answer = SyncBackend(repo).answer(wire.decode(wire.encode(request)))
+    assert answer.artifacts and not answer.dictionaries
+    assert not any(blobs.stored_dictionary(form) for _, form in answer.artifacts)
+
+
+def test_a_packed_store_pushes_plain_forms(packed, store_path, tmp_path, serve):
+    repo, before, _ = packed
+    srv = serve(store_path)
+    client.clone(srv.url, tmp_path / "copy")[0].close()
+    srv.stop()
     rng = random.Random(11)
-    for n in range(30):
+    for n in range(30):  # new versions, packed, pushed to the copy
         path = f"etc/{n % 16}.toml"
         repo.write(path, _config(rng, path, repo.read(path)))
     repo.compact()
     grown = _every_version(repo)
+    with herofossil.open(tmp_path / "copy") as copy:  # the copy holds no new packed form
+        plain_before = copy.stats()["packed"]
     srv2 = serve(tmp_path / "copy")
     report = client.sync(repo, srv2.url)
     assert report.artifacts_sent > 30
     srv2.stop()
     with herofossil.open(tmp_path / "copy", readonly=True) as other:
-        assert other.stats()["packed"] == 0
+        assert other.stats()["packed"] == plain_before
         assert _every_version(other) == grown
 
 
@@ -226,17 +258,45 @@ def test_fossil_clones_a_packed_store(packed, store_path, tmp_path, serve):
         assert got == repo.read(path)
 
 
-def test_a_peer_sending_a_form_with_a_dictionary_is_refused_and_nothing_is_stored(
-        packed, tmp_path):
+def test_a_peer_sending_packed_forms_without_a_good_dictionary_is_refused(packed,
+                                                                           tmp_path):
     repo, _, _ = packed
-    did = next(iter(blobs._dictionaries))  # the one compact registered in this process
-    data = b"a file a peer compressed with a dictionary we happen to know\n" * 4
+    (raw,) = _zdict(repo).values()
+    did = blobs.check_dictionary(raw)
+    data = b"a file a peer compressed with a dictionary of its own\n" * 4
     form = blobs.WHOLE + blobs.dictionary_compressor(did, 3, True).compress(data)
     aid = blobs.artifact_id(data)
-    before = repo.stats()["artifacts"]
-    with pytest.raises(IntegrityError, match="dictionary"):
-        exchange.receive(repo._env, [(aid, form)])
-    assert repo.stats()["artifacts"] == before
+    with herofossil.open(tmp_path / "other", create=True) as other:
+        before = other.stats()["artifacts"]
+        damaged = raw[:-1] + bytes([raw[-1] ^ 1])
+        for sent, said in (([], "which it did not send and this store lacks"),
+                           ([damaged], "bad compression dictionary"),
+                           ([b"not a dictionary" * 4], "bad compression dictionary")):
+            with pytest.raises(IntegrityError, match=said):
+                exchange.receive(other._env, [(aid, form)], dictionaries=sent)
+            assert other.stats()["artifacts"] == before and other.stats()["dictionaries"] == 0
+        # With its dictionary the form is taken as it is, the dictionary kept beside it.
+        exchange.receive(other._env, [(aid, form)], dictionaries=[raw])
+        assert other.artifact(aid.hex()) == data
+        assert other.stats()["packed"] == 1 and _zdict(other) == _zdict(repo)
+    # A dictionary whose bytes do not give its id is refused on the wire's side too.
+    with pytest.raises(IntegrityError, match="does not hash to its id"):
+        blobs.check_dictionary(raw[:8] + raw[8:][::-1])
+
+
+def test_a_sync_message_carries_dictionaries_within_its_limits():
+    from herofossil.errors import SyncError
+    from herofossil.sync import wire
+
+    msg = wire.Message({"x": 1}, [(b"\1" * 32, b"W" + b"\0" * 10)], None, [b"d" * 100])
+    back = wire.decode(wire.encode(msg))
+    assert back.dictionaries == [b"d" * 100] and back.artifacts == msg.artifacts
+    data = wire.encode(msg)
+    for bad in (data[:-20], data.replace(b'"zd":1', b'"zd":99'),
+                data.replace(b'"zd":1', b'"zd":-1'),
+                wire.encode(wire.Message({}, [], None, [b"d" * (wire.MAX_DICTIONARY + 1)]))):
+        with pytest.raises(SyncError):
+            wire.decode(bad)
 
 
 def test_verify_names_a_missing_and_a_damaged_dictionary(packed, store_path, tmp_path):
@@ -362,3 +422,21 @@ def test_compact_packs_checkin_records_and_verify_names_a_damaged_one(packed, st
                            "verify"], capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f"check-in {cid.hex()}" in proc.stdout + proc.stderr
+
+
+def test_a_refused_exchange_leaves_no_dictionary_of_its_own_in_the_process(packed, tmp_path):
+    repo, _, _ = packed
+    samples = [b"[peer]\nkey_%d = %d\nname = \"x%d\"\n" % (i, i * 7, i) * 4 for i in range(300)]
+    raw = blobs.with_dictionary_id(
+        zstandard.train_dictionary(8192, samples, k=64, d=8).as_bytes())
+    did = blobs.check_dictionary(raw)
+    assert blobs.dictionary_bytes(did) is None
+    data = samples[5]
+    form = blobs.WHOLE + zstandard.ZstdCompressor(
+        level=3, dict_data=zstandard.ZstdCompressionDict(raw), write_dict_id=True,
+        write_checksum=True).compress(data)
+    wrong = blobs.artifact_id(data + b"!")  # the bytes do not hash to it: refused
+    with herofossil.open(tmp_path / "other", create=True) as other:
+        with pytest.raises(IntegrityError, match="do not hash"):
+            exchange.receive(other._env, [(wrong, form)], dictionaries=[raw])
+        assert blobs.dictionary_bytes(did) is None and other.stats()["dictionaries"] == 0
