@@ -193,20 +193,29 @@ def dictionary_bytes(did: int) -> bytes | None:
     return None
 
 
-def _dictionary(did: int, what: bytes) -> zstandard.ZstdCompressionDict:
-    cache = getattr(_local, "dicts", None)
+def _thread_cached(name: str, did: int, make):
+    """``make()`` for dictionary ``did``, kept in this thread's cache ``name``."""
+    cache = getattr(_local, name, None)
     if cache is None:
-        cache = _local.dicts = {}
+        cache = {}
+        setattr(_local, name, cache)
     found = cache.get(did)
     if found is None:
         if len(cache) >= _THREAD_CACHE:
             cache.clear()
+        found = cache[did] = make()
+    return found
+
+
+def _dictionary(did: int, what: bytes) -> zstandard.ZstdCompressionDict:
+    def load():
         raw = dictionary_bytes(did)
         if raw is None:
             raise IntegrityError(f"artifact {id_name(what)} is compressed with dictionary "
                                  f"{did}, which the store lacks")
-        found = cache[did] = zstandard.ZstdCompressionDict(bytes(raw))
-    return found
+        return zstandard.ZstdCompressionDict(bytes(raw))
+
+    return _thread_cached("dicts", did, load)
 
 
 def frame_dictionary(frame) -> int:
@@ -224,15 +233,8 @@ def decompressor(frame, what: bytes) -> zstandard.ZstdDecompressor:
     did = frame_dictionary(frame)
     if not did:
         return _zd()
-    cache = getattr(_local, "zdd", None)
-    if cache is None:
-        cache = _local.zdd = {}
-    d = cache.get(did)
-    if d is None:
-        if len(cache) >= _THREAD_CACHE:
-            cache.clear()
-        d = cache[did] = zstandard.ZstdDecompressor(dict_data=_dictionary(did, what))
-    return d
+    return _thread_cached(
+        "zdd", did, lambda: zstandard.ZstdDecompressor(dict_data=_dictionary(did, what)))
 
 
 def dictionary_compressor(did: int, level: int, checksum: bool) -> zstandard.ZstdCompressor:
