@@ -440,3 +440,14 @@ def test_a_refused_exchange_leaves_no_dictionary_of_its_own_in_the_process(packe
         with pytest.raises(IntegrityError, match="do not hash"):
             exchange.receive(other._env, [(wrong, form)], dictionaries=[raw])
         assert blobs.dictionary_bytes(did) is None and other.stats()["dictionaries"] == 0
+
+
+def test_a_dictionary_the_process_has_not_loaded_is_found_in_the_open_store(packed):
+    """As when another process's sync brought it after this one opened the store."""
+    repo, before, _ = packed
+    (key,) = _zdict(repo)
+    did = int.from_bytes(key, "big")
+    blobs.forget_dictionaries([did])
+    assert did not in blobs._dictionaries
+    assert _every_version(repo) == before  # each packed form looked the dictionary up
+    assert did in blobs._dictionaries
