@@ -23,7 +23,7 @@ Packed history (``packing``, made by ``compact``): a b"W" or b"D" frame may be
 compressed with a zstd dictionary of the ``zdict`` table, which the frame names
 by its dictionary id (zstd's own header field). A dictionary's id is derived from
 its bytes (``dictionary_id``), so one id names one dictionary in every store and a
-process keeps one registry of them (``register_dictionary``), filled as stores open.
+process keeps one registry of them (``register_dictionary``), filled as frames need them.
 
 The stored form is what sync sends, as it is (a chunked artifact goes whole, a
 frame with a dictionary without it: ``plain_form``).
@@ -108,10 +108,10 @@ def _zd() -> zstandard.ZstdDecompressor:
     return d
 
 
-# The dictionaries of every store this process opened, by id (see ``dictionary_id``):
-# filled when a store opens (``StoreEnv``), by ``compact`` and by a sync that brings one;
-# a dictionary another process brought into an open store since is found through the
-# sources (each open ``StoreEnv`` is one: it reads its ``zdict`` table).
+# The dictionaries this process has met, by id (see ``dictionary_id``): registered by
+# ``compact`` and by a sync that brings one, else found the first time a frame names one
+# through the sources (each open ``StoreEnv`` is one: it reads its ``zdict`` table, so a
+# dictionary another process stored since this one opened the store is found too).
 _dictionaries: dict[int, bytes] = {}
 _dictionary_sources: list = []
 _dict_lock = threading.Lock()

@@ -358,43 +358,23 @@ class StoreEnv:
             if self.locked_readers:
                 self.env.reader_check()
             self._open_tables()
-            self._load_dictionaries()
         except BaseException:
             self.env.close()
             self.env = None
             raise
 
     def _dictionary(self, did: int) -> bytes | None:
-        """Dictionary ``did`` from the ``zdict`` table, or None (``blobs`` asks for one
-        another process stored after this one loaded the table). LMDB's own read
-        transaction: the asking reader holds the map gate already, or asks outside."""
-        env, db = self.env, self.db.get("zdict")
-        if env is None or db is None:
+        """Dictionary ``did`` from the ``zdict`` table, or None: ``blobs`` asks the open
+        stores for one the first time a frame names it (none is loaded at open)."""
+        db = self.db.get("zdict")
+        if self.env is None or db is None:
             return None
         try:
-            with env.begin() as txn:
+            with self.read() as txn:  # the map gate lets a reader that holds it in again
                 raw = txn.get(did.to_bytes(4, "big"), db=db)
                 return None if raw is None else bytes(raw)
-        except lmdb.Error:
+        except (lmdb.Error, IntegrityError):
             return None
-
-    def _load_dictionaries(self) -> None:
-        """Make the store's compression dictionaries known to this process's readers (a
-        damaged one is left out: ``verify`` names it, reads of its frames fail cleanly)."""
-        from herofossil.store import blobs
-
-        if "zdict" not in self.db:
-            return
-        try:  # LMDB's own transaction: opening runs inside the map gate (compact's swap)
-            with self.env.begin() as txn:
-                for _, raw in txn.cursor(db=self.db["zdict"]):
-                    try:
-                        blobs.register_dictionary(raw)
-                    except IntegrityError:
-                        pass
-        except lmdb.Error as exc:
-            raise IntegrityError(f"cannot read the dictionaries of store {self.path}: "
-                                 f"{exc}") from exc
 
     def _open_tables(self) -> None:
         """Open every table. Read-only, this takes no lock (py-lmdb opens a table in a
@@ -707,12 +687,12 @@ class StoreEnv:
                         # Every form of another dictionary was rewritten: only this one
                         # is named, if any form took it (``blob`` is copied first; the
                         # records after, packed only then).
-                        items = iter([(packer.key, packer.raw)] if packer.stats.packed else [])
+                        items = iter([(packer.key, packer.raw)] if packer.count else [])
                     cur.putmulti(items, append=True)
             out.sync(True)
         finally:
             out.close()
-        return packer is not None and packer.stats.packed > 0, copied
+        return packer is not None and packer.count > 0, copied
 
     def close(self) -> None:
         with _open_lock:

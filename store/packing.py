@@ -21,7 +21,6 @@ search over them took 3-18 s for a gain under 1%.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import zstandard
 
@@ -92,14 +91,6 @@ def train(forms: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     return best
 
 
-@dataclass
-class PackStats:
-    packed: int = 0  # stored forms compressed with the dictionary (now or already)
-    records: int = 0  # check-in records whose texts are (``checkins.pack_record``)
-    before: int = 0  # their bytes before
-    after: int = 0  # and after
-
-
 class Packer:
     """Rewrites stored forms with dictionary ``raw`` (registered on creation)."""
 
@@ -113,16 +104,14 @@ class Packer:
                       for level in (LEVEL_SMALL, LEVEL_LARGE)}
         # Check-in records are local state (verify derives them again): no checksum.
         self.record = blobs.dictionary_compressor(self.did, LEVEL_SMALL, False)
-        self.stats = PackStats()
+        self.count = 0  # stored forms compressed with the dictionary (now or already)
 
     def pack(self, aid: bytes, stored: bytes) -> bytes:
         """The smaller of ``stored`` and its form with the dictionary (a form with another
         dictionary never stays so: that one is dropped)."""
         old = blobs.stored_dictionary(stored)
         if old == self.did:  # packed by an earlier compact with this same dictionary
-            self.stats.packed += 1
-            self.stats.before += len(stored)
-            self.stats.after += len(stored)
+            self.count += 1
             return stored
         data = payload(aid, stored)
         if data is None:
@@ -137,9 +126,7 @@ class Packer:
         kept = blobs.plain_form(stored, aid) if old else stored
         if len(packed) >= len(kept):
             return kept
-        self.stats.packed += 1
-        self.stats.before += len(stored)
-        self.stats.after += len(packed)
+        self.count += 1
         return packed
 
     def packed(self, items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
@@ -154,9 +141,4 @@ class Packer:
         dictionary: the ``zdict`` table, copied before, names it only then."""
         for cid, raw in items:
             cid, raw = bytes(cid), checkins.plain_record(bytes(cid), bytes(raw))
-            if not self.stats.packed:
-                yield cid, raw
-                continue
-            packed = checkins.pack_record(raw, self.record)
-            self.stats.records += packed is not raw
-            yield cid, packed
+            yield cid, checkins.pack_record(raw, self.record) if self.count else raw
