@@ -75,7 +75,7 @@ class ArtifactWriter(BlobReader):
 
     def stored(self, aid: bytes) -> bytes | None:
         value = self.pending.get(aid)
-        return value if value is not None else self.txn.get(aid, db=self.db)
+        return value if value is not None else BlobReader.stored(self, aid)
 
     def _put(self, aid: bytes, stored: bytes) -> None:
         self.uncompressed.pop(aid, None)

@@ -162,7 +162,7 @@ def _with_bases(txn, dbs, aid: bytes, skip: set[bytes], out: list, known=None) -
     chain = []
     cur = aid
     while cur not in skip and (known is None or cur == aid or not known(cur)):
-        stored = txn.get(cur, db=dbs["blob"])
+        stored = blobs.resolve(txn, dbs, cur, txn.get(cur, db=dbs["blob"]))
         if stored is None:  # a phantom's reference: nothing to send
             break
         chain.append((cur, _wire_form(stored, txn, dbs, cur)))
@@ -214,10 +214,14 @@ def in_receivable_order(env, ids) -> list[bytes]:
 
 
 def stored_average(env) -> float:
-    """About how many bytes an artifact's stored form takes (from the pages of ``blob``)."""
+    """About how many bytes an artifact's stored form takes (from the pages of ``blob``
+    and of the segments of packed history)."""
     with env.read() as txn:
         st = txn.stat(env.db["blob"])
-    pages = st["leaf_pages"] + st["overflow_pages"]
+        pages = st["leaf_pages"] + st["overflow_pages"]
+        if "segment" in env.db:
+            seg = txn.stat(env.db["segment"])
+            pages += seg["leaf_pages"] + seg["overflow_pages"]
     return pages * st["psize"] / st["entries"] if st["entries"] else 0.0
 
 
@@ -307,9 +311,11 @@ class IdRanges:
 
 
 def portable(txn, dbs, aid: bytes, stored: bytes, packed: bool = False) -> bytes:
-    """A stored form a peer can take as it is: an artifact kept in parts goes whole,
-    compressed; one packed with a dictionary goes without it (``blobs.plain_form``)
-    unless ``packed`` (``for_peer`` decides, per peer); any other as stored."""
+    """A stored form a peer can take as it is: one kept in a segment goes as the form it
+    stands for; an artifact kept in parts goes whole, compressed; one packed with a
+    dictionary goes without it (``blobs.plain_form``) unless ``packed`` (``for_peer``
+    decides, per peer); any other as stored."""
+    stored = blobs.resolve(txn, dbs, aid, stored)
     if blobs.is_chunked(stored):
         return blobs.encode_whole(BlobReader(txn, dbs).content(bytes(aid)))
     stored = bytes(stored)
@@ -373,7 +379,8 @@ def receive(env, artifacts: list[tuple[bytes, bytes]], *, deltify: bool = False,
     batch = {}
     packed: set[int] = set()
     for aid, stored in artifacts:
-        if len(aid) != blobs.ID_LEN or not stored or len(stored) > MAX_ARTIFACT:
+        if len(aid) != blobs.ID_LEN or not stored or len(stored) > MAX_ARTIFACT or \
+                stored[:1] == blobs.SEGMENT:  # a reference into the peer's own segments
             raise IntegrityError(f"a peer sent a malformed artifact {id_name(aid)[:64]}")
         if did := blobs.stored_dictionary(stored):
             packed.add(did)

@@ -31,10 +31,13 @@ DEFAULT_MAP_SIZE = (64 << 30) if sys.maxsize > 2**32 else (1 << 30)
 MARKER = "herofossil-store"
 # Format 1: what a store is made as. 2: it may hold stored forms compressed with a
 # dictionary (``packing``), which a release reading only format 1 would take for damage;
-# ``compact`` marks a store so when it packs it.
+# ``compact`` marks a store so when it packs it. 3: its ``blob`` table may hold references
+# into segments of packed history (``blobs.SEGMENT``), which a release reading formats 1-2
+# would take for damage; ``compact`` marks a store so when it makes segments.
 FORMAT = 1
 PACKED_FORMAT = 2
-READ_FORMATS = (FORMAT, PACKED_FORMAT)
+SEGMENTED_FORMAT = 3
+READ_FORMATS = (FORMAT, PACKED_FORMAT, SEGMENTED_FORMAT)
 _MARKER_PREFIX = "herofossil store format "
 _MARKER_TEXT = f"{_MARKER_PREFIX}{{}}\n" \
     "This directory is a herofossil store (LMDB). Use the herofossil command.\n"
@@ -257,11 +260,11 @@ class StoreEnv:
         self._queue: list[_WriteJob] = []
         self._leading = False
         self.commits = 0  # durable write transactions this process has committed
-        self._packed_marked = False
+        self._format = FORMAT  # the format the marker names (only ever raised)
         self.db: dict = {}
         self.env = None
         try:
-            self._packed_marked = _check_marker(path) == PACKED_FORMAT
+            self._format = _check_marker(path)
             if legacywal.present(path):
                 if readonly:
                     raise StoreError(f"{path} still holds the write-ahead log of herofossil 0.1: "
@@ -625,8 +628,8 @@ class StoreEnv:
                 if self.env.info()["last_txnid"] != copied:  # one opened, wrote and left
                     raise StoreError("another process wrote to the store during the compact: "
                                      "nothing was changed; compact it again")
-                if packed:
-                    self.mark_packed()  # before any packed form is in
+                if packed:  # before any packed form or segment is in
+                    self._mark(SEGMENTED_FORMAT if packed == "segments" else PACKED_FORMAT)
                 self.gate.exclusive(lambda: self._swap_in(tmpdir), "compact the store")
                 return before, self.disk_size()
             finally:
@@ -636,9 +639,12 @@ class StoreEnv:
     def mark_packed(self) -> None:
         """Mark the store's format as one that may hold packed forms (``PACKED_FORMAT``),
         before the first is stored (a sync can bring them)."""
-        if not self._packed_marked:
-            _mark_format(self.path, PACKED_FORMAT)
-            self._packed_marked = True
+        self._mark(PACKED_FORMAT)
+
+    def _mark(self, fmt: int) -> None:
+        if self._format < fmt:
+            _mark_format(self.path, fmt)
+            self._format = fmt
 
     def _swap_in(self, tmpdir: str) -> None:
         """Replace the data file by the synced copy in ``tmpdir`` and open it."""
@@ -652,33 +658,47 @@ class StoreEnv:
             os.close(dirfd)
         self._open_lmdb()
 
-    def _dense_copy(self, dest: str, pack: bool) -> tuple[bool, int]:
-        """Copy the store into ``dest``: (whether stored forms there are packed, the id of
-        the transaction copied)."""
-        from herofossil.store import chunks, packing
+    def _dense_copy(self, dest: str, pack: bool) -> tuple[bool | str, int]:
+        """Copy the store into ``dest``: (whether stored forms there are packed: False,
+        True, or "segments" when some are in segments too; the id of the transaction
+        copied)."""
+        from herofossil.store import blobs, chunks, packing
 
         size = max(self.env.info()["map_size"], self.map_size)
         out = lmdb_open(dest, size, sync=False, metasync=False)
         try:
             with self.read() as src, out.begin(write=True) as dst:
                 copied = src.id()
-                packer = None
+                forms = blobs.BlobReader(src, self.db)
+
+                def stored_forms():  # a segment of an earlier compact: the form it names
+                    for aid, value in src.cursor(db=self.db["blob"]):
+                        yield aid, forms.form(aid, value)
+
+                packer = segmenter = None
                 if pack:
-                    raw = packing.train(src.cursor(db=self.db["blob"]).iternext())
+                    raw = packing.train(stored_forms())
                     packer = packing.Packer(raw) if raw is not None else None
+                    segmenter = packing.Segmenter(
+                        dst.cursor(db=out.open_db(b"segment", txn=dst)),
+                        out.stat()["psize"], packing.tip_artifacts(src, self.db))
                 # Parts no artifact names (a cut or refused upload) are dropped, but not
                 # those an upload of this process staged and has yet to name; ``blob`` is
-                # copied before ``chunk`` and ``zdict`` (ALL_TABLES), noting the parts it
-                # names and packing its forms.
+                # copied before ``chunk``, ``zdict`` and ``segment`` (ALL_TABLES), noting
+                # the parts it names, packing its forms and filling the segments.
                 keep = chunks.live_parts()
                 for name in ALL_TABLES:
                     target = out.open_db(name.encode(), txn=dst)
                     cur = dst.cursor(db=target)
                     items = src.cursor(db=self.db[name]).iternext()
                     if name == "blob":
-                        items = chunks.noting_parts(items, keep)
+                        items = chunks.noting_parts(stored_forms(), keep)
                         if packer is not None:
                             items = packer.packed(items)
+                        if segmenter is not None:
+                            items = segmenter.segmented(items)
+                    elif name == "segment":
+                        continue  # made anew while ``blob`` was copied (or none: not packed)
                     elif name == "chunk":
                         items = (item for item in items if item[0] in keep)
                     elif name == "checkin" and packer is not None:
@@ -692,6 +712,8 @@ class StoreEnv:
             out.sync(True)
         finally:
             out.close()
+        if segmenter is not None and segmenter.count:
+            return "segments", copied
         return packer is not None and packer.count > 0, copied
 
     def close(self) -> None:

@@ -40,7 +40,7 @@ class _ContentCache(BlobReader):
         data = self._cache.get(aid)
         if data is not None:
             return data
-        stored = self.txn.get(aid, db=self.db)
+        stored = self.stored(aid)
         base = blobfmt.delta_base(stored) if stored else None
         base_data = self._cache.get(base) if base is not None else None
         if base_data is not None:
@@ -76,16 +76,17 @@ def rebuild_txn(txn, db, progress: Progress = _quiet, *, indexed: set[str] | Non
     base_of: dict[bytes, bytes] = {}
     whole: list[bytes] = []
     aids: list[bytes] = []
+    forms = BlobReader(txn, db)
     for aid, stored in txn.cursor(db=db["blob"]):
         aids.append(aid)
-        base = blobfmt.delta_base(stored)
+        base = blobfmt.delta_base(forms.form(aid, stored))
         if base is None:
             whole.append(aid)
         else:
             base_of[aid] = base
     _rebuild_chains(txn, db, base_of, set(whole))
     reader = _ContentCache(txn, db)
-    for n, (aid, data, error) in enumerate(_contents(txn, db["blob"], whole, base_of), 1):
+    for n, (aid, data, error) in enumerate(_contents(forms, whole, base_of), 1):
         if on_content is not None:
             on_content(aid, data, error)
         try:
@@ -119,7 +120,7 @@ def rebuild_txn(txn, db, progress: Progress = _quiet, *, indexed: set[str] | Non
     return {"artifacts": len(aids), "checkins": len(linked.checkins), "branches": len(branches)}
 
 
-def _contents(txn, blob_db, whole: list[bytes], base_of: dict[bytes, bytes]):
+def _contents(forms: BlobReader, whole: list[bytes], base_of: dict[bytes, bytes]):
     """(id, bytes, None) of every artifact, or (id, None, error) for one that cannot be
     reconstructed; each delta is applied once, on its base's bytes (chains are walked
     from their whole root), instead of once per artifact that a chain passes through."""
@@ -128,7 +129,11 @@ def _contents(txn, blob_db, whole: list[bytes], base_of: dict[bytes, bytes]):
         dependents.setdefault(base, []).append(aid)
     reached: set[bytes] = set()
     for root in whole:
-        stored = txn.get(root, db=blob_db)
+        try:
+            stored = forms.stored(root)
+        except HeroFossilError as exc:
+            yield root, None, exc
+            continue
         if blobfmt.is_chunked(stored):
             continue  # file content in parts: no card to read, hashed by verify part by part
         try:
@@ -142,8 +147,7 @@ def _contents(txn, blob_db, whole: list[bytes], base_of: dict[bytes, bytes]):
             aid, base_data = stack.pop()
             reached.add(aid)
             try:
-                data = delta.apply(base_data, blobfmt.delta_payload(txn.get(aid, db=blob_db),
-                                                                    aid))
+                data = delta.apply(base_data, blobfmt.delta_payload(forms.stored(aid), aid))
             except DeltaError as exc:
                 yield aid, None, IntegrityError(f"artifact {id_name(aid)} is damaged: {exc}")
                 continue
@@ -153,11 +157,10 @@ def _contents(txn, blob_db, whole: list[bytes], base_of: dict[bytes, bytes]):
             yield aid, data, None
             stack.extend((child, data) for child in dependents.get(aid, ()))
     if len(reached) < len(base_of):  # deltas on a missing or damaged base, or in a loop
-        reader = BlobReader(txn, {"blob": blob_db})
         for aid in base_of:
             if aid not in reached:
                 try:
-                    yield aid, reader.content(aid), None
+                    yield aid, forms.content(aid), None
                 except HeroFossilError as exc:
                     yield aid, None, exc
 

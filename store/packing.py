@@ -16,6 +16,11 @@ Measured on the three bench corpora (stored bytes before -> after, dictionary in
 27.1 -> 26.1 MB; check-in records on the real history 266 -> 213 KB of pages.
 Trained with fixed cover parameters (k=256, d=8): zstd's
 search over them took 3-18 s for a gain under 1%.
+
+``compact`` also puts the forms too large for a leaf page of LMDB (``inline_limit``:
+1,998 bytes with 4 KiB pages), of artifacts that no indexed branch tip holds, end to end
+into segments of 16 pages (``Segmenter``, ``blobs.SEGMENT``): LMDB gives each such value
+whole pages of its own, so a form of 2.5 KB took 4 KB.
 """
 
 from __future__ import annotations
@@ -142,3 +147,59 @@ class Packer:
         for cid, raw in items:
             cid, raw = bytes(cid), checkins.plain_record(bytes(cid), bytes(raw))
             yield cid, checkins.pack_record(raw, self.record) if self.count else raw
+
+
+# A segment fills this many pages (LMDB keeps a large value in whole pages of its own):
+# its bytes are copied on a read (py-lmdb), 64 KB in about 5 us.
+SEGMENT_PAGES = 16
+_PAGE_HEADER = 16  # LMDB's page header, also on the first page of a large value
+
+
+def inline_limit(psize: int) -> int:
+    """The largest value LMDB keeps in a leaf page beside a 32-byte key (larger ones get
+    whole pages of their own): its node limit (``me_nodemax``) less the node header."""
+    return (((psize - _PAGE_HEADER) // 2) & ~1) - 2 - 8 - blobs.ID_LEN
+
+
+def tip_artifacts(txn, dbs) -> set[bytes]:
+    """The artifacts of every indexed branch tip (the ``tree`` table): hot, not packed
+    history, so a tip read never goes through a segment."""
+    return {bytes(value[-blobs.ID_LEN:]) for value in
+            txn.cursor(db=dbs["tree"]).iternext(keys=False) if value[:1] == b"F"}
+
+
+class Segmenter:
+    """Puts the stored forms too large for a leaf page, of artifacts no indexed tip
+    holds, end to end into segments (values of the ``segment`` table written through
+    ``cursor``, in key order) and leaves a reference in their place (``blobs``)."""
+
+    def __init__(self, cursor, psize: int, hot: set[bytes]):
+        self.cursor = cursor
+        self.hot = hot
+        self.limit = inline_limit(psize)
+        self.capacity = SEGMENT_PAGES * psize - _PAGE_HEADER
+        self.number = 1  # of the segment being filled
+        self.buffer = bytearray()
+        self.count = 0  # forms put into segments
+
+    def segmented(self, items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        """``items`` (key, stored form) of the blob table, the large cold ones replaced by
+        references; the last segment is written when they end."""
+        for aid, stored in items:
+            size = len(stored)
+            if size <= self.limit or size > self.capacity or aid in self.hot or \
+                    blobs.is_chunked(stored):
+                yield aid, stored
+                continue
+            if len(self.buffer) + size > self.capacity:
+                self._flush()
+            yield aid, blobs.segment_ref(self.number, len(self.buffer), size)
+            self.buffer += stored
+            self.count += 1
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.buffer:
+            self.cursor.put(blobs.segment_key(self.number), bytes(self.buffer), append=True)
+            self.number += 1
+            self.buffer = bytearray()

@@ -7,6 +7,8 @@ global state (the repository itself)
                  artifact's part (see ``blobs``; ``compact`` drops unreferenced ones)
     ``zdict``    dictionary id (4 bytes, big-endian) -> a zstd dictionary that stored
                  forms of ``blob`` are compressed with (see ``packing``)
+    ``segment``  segment number (4 bytes, big-endian) -> stored forms of packed history
+                 end to end, which ``blob`` refers to (see ``blobs``; made by ``compact``)
 
 local state (``rebuild`` regenerates it from ``blob``)
     ``seq``      insert sequence (8-byte big-endian) -> artifact id
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import lmdb
 
-GLOBAL_TABLES = ("blob", "chunk", "zdict")
+GLOBAL_TABLES = ("blob", "chunk", "zdict", "segment")
 LOCAL_TABLES = (
     "seq",
     "phantom",
@@ -51,7 +53,7 @@ KEPT_TABLES = ("meta",)
 ALL_TABLES = GLOBAL_TABLES + LOCAL_TABLES + KEPT_TABLES
 # Tables a store made by an earlier release may lack: opened read-only, it reads as if
 # they were empty (they are made the first time the store is opened read-write).
-LATER_TABLES = ("chunk", "zdict")
+LATER_TABLES = ("chunk", "zdict", "segment")
 
 
 def lmdb_open(path: str, map_size: int, **options) -> lmdb.Environment:

@@ -39,9 +39,12 @@ def stats(env) -> dict:
     db = env.db
     out = {}
     with env.read() as txn:
-        stored = raw = whole = deltas = packed = 0
+        stored = raw = whole = deltas = packed = segmented = 0
         reader = BlobReader(txn, db)
         for aid, value in txn.cursor(db=db["blob"]):
+            if value[:1] == blobfmt.SEGMENT:  # counted as the form it stands for
+                segmented += 1
+                value = reader.form(aid, value)
             stored += len(value)
             packed += blobfmt.stored_dictionary(value) != 0
             if blobfmt.is_whole(value) or blobfmt.is_chunked(value):
@@ -64,6 +67,7 @@ def stats(env) -> dict:
             whole=whole,
             deltas=deltas,
             packed=packed,
+            segmented=segmented,
             dictionaries=dictionaries,
             raw_bytes=raw,
             stored_bytes=stored,

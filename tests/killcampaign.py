@@ -96,16 +96,20 @@ def seed_shared(store: str, logdir: str) -> None:
 
 def seed_history(store: str, logdir: str, seed: int, versions: int = 300) -> None:
     """Small text files edited many times (acknowledged in the ``history`` ledger): enough
-    small artifacts that ``compact`` trains a dictionary and packs them (``packing``)."""
+    small artifacts that ``compact`` trains a dictionary and packs them (``packing``); and
+    a few documents rewritten whole, whose old versions it puts into segments."""
     import herofossil
 
     rng = random.Random(f"{seed}:history")
     led = Ledger(logdir, "history")
     old: dict[str, bytes] = {}
     with herofossil.open(store) as repo:
-        for _ in range(versions):
+        for n in range(versions):
             path = f"history/{rng.randrange(12)}.toml"
             data = _text_content(rng, path, old.get(path))
+            if n % 25 == 0:  # about 8 KB, 3 KB compressed: too large for a leaf page
+                path = f"history/doc{n % 2}.md"
+                data = b" ".join(b"w%d" % rng.randrange(3000) for _ in range(1300))
             old[path] = data
             n = led.intent(op="put", path=path, sha=sha3(data), expect=None)
             led.ack(n, repo.write(path, data).id)

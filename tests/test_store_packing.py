@@ -36,14 +36,26 @@ def _config(rng: random.Random, name: str, old: bytes | None) -> bytes:
     return (f"[{name}]\n" + "\n".join(keys) + "\n").encode()
 
 
+_WORDS = [f"w{i}" for i in range(3000)]
+
+
+def _prose(rng: random.Random) -> bytes:
+    """About 8 KB of text that compresses to about 3 KB: a form too large for a leaf page
+    of LMDB, and no version a delta of another."""
+    return " ".join(rng.choice(_WORDS) for _ in range(1300)).encode()
+
+
 def _make_history(repo, versions: int = 240, seed: int = 7) -> dict[str, list[bytes]]:
-    """Small config files edited many times, on two branches; every version by path."""
+    """Small config files edited many times, on two branches, and a few larger documents
+    rewritten (their old versions go into segments); every version by path."""
     rng = random.Random(seed)
     seen: dict[str, list[bytes]] = {}
     repo.branch_new("feature")
     for n in range(versions):
         path = f"etc/{rng.randrange(16)}.toml"
         data = _config(rng, path, seen.get(path, [None])[-1])
+        if n % 20 == 0:
+            path, data = f"doc/{n % 3}.md", _prose(rng)
         repo.write(path, data, branch="feature" if n % 5 == 0 else None)
         seen.setdefault(path, []).append(data)
     repo.tag_add("v1")
@@ -84,11 +96,12 @@ def test_compact_packs_small_artifacts_with_one_dictionary_and_every_version_rea
     repo, before, stats = packed
     after = repo.stats()
     assert after["dictionaries"] == 1 and after["packed"] > 0.6 * after["artifacts"]
-    # The dictionary's bytes count as stored: the store still holds less than before.
-    assert after["stored_bytes"] < 0.85 * stats["stored_bytes"]
+    # The dictionary's bytes count as stored: the store still holds less than before (the
+    # documents, random words, gain little).
+    assert after["stored_bytes"] < 0.9 * stats["stored_bytes"]
     assert _every_version(repo) == before
     assert (store_path / lmdbenv.MARKER).read_text().startswith(
-        f"herofossil store format {lmdbenv.PACKED_FORMAT}\n")
+        f"herofossil store format {lmdbenv.SEGMENTED_FORMAT}\n")
     assert repo.verify().ok
     # A new process (no dictionary registered yet) reads them too.
     some = sorted(before)[::25]
@@ -192,6 +205,9 @@ def test_a_clone_of_a_packed_store_takes_its_packed_forms_and_its_dictionary_onc
         assert (tmp_path / "copy" / lmdbenv.MARKER).read_text().startswith(
             f"herofossil store format {lmdbenv.PACKED_FORMAT}\n")
         assert _every_version(copy) == before
+        # Forms in segments came as the forms (the copy makes segments of its own when
+        # it is compacted): it is of the packed format, not of the segmented one.
+        assert repo.stats()["segmented"] > 0 and stats["segmented"] == 0
         assert copy.verify().ok  # in a child process: the dictionary is the copy's own
     # What came is the packed forms and the dictionary once (stored_bytes counts it),
     # 36 bytes of id and length each, and the headers.
@@ -351,9 +367,11 @@ def test_a_store_of_an_unknown_later_format_is_refused_with_upgrade_advice(packe
     repo, _, _ = packed
     repo.close()
     marker = store_path / lmdbenv.MARKER
-    marker.write_text(marker.read_text().replace("format 2", "format 3", 1))
-    with pytest.raises(StoreError, match="has format 3; this herofossil reads formats 1-2: "
-                                         "upgrade herofossil"):
+    newest = max(lmdbenv.READ_FORMATS)
+    text = marker.read_text()
+    marker.write_text(f"herofossil store format {newest + 1}\n" + text.partition("\n")[2])
+    with pytest.raises(StoreError, match=f"has format {newest + 1}; this herofossil reads "
+                                         f"formats 1-{newest}: upgrade herofossil"):
         herofossil.open(store_path)
 
 
@@ -451,3 +469,101 @@ def test_a_dictionary_the_process_has_not_loaded_is_found_in_the_open_store(pack
     assert did not in blobs._dictionaries
     assert _every_version(repo) == before  # each packed form looked the dictionary up
     assert did in blobs._dictionaries
+
+
+# ---- segments: forms too large for a leaf page, end to end in the ``segment`` table
+def _blob_values(repo) -> dict[bytes, bytes]:
+    with repo._read() as txn:
+        return {bytes(k): bytes(v) for k, v in txn.cursor(db=repo._db["blob"])}
+
+
+def test_compact_puts_large_old_forms_into_segments_and_leaves_the_tips_in_place(packed):
+    repo, before, _ = packed
+    values = _blob_values(repo)
+    refs = [v for v in values.values() if v[:1] == blobs.SEGMENT]
+    assert len(refs) == repo.stats()["segmented"] >= 6
+    for path in repo.files():  # a tip read never goes through a segment
+        assert values[id_key(repo.stat(path).id)][:1] != blobs.SEGMENT
+    with repo._read() as txn:
+        st = txn.stat(repo._db["segment"])
+        forms = [blobs.resolve(txn, repo._db, aid, v) for aid, v in values.items()
+                 if v[:1] == blobs.SEGMENT]
+    # Each of those forms took a page of its own or more before; in segments they share.
+    assert all(len(f) > packing.inline_limit(st["psize"]) for f in forms)
+    assert st["overflow_pages"] < len(forms)
+    assert st["overflow_pages"] * st["psize"] < sum(len(f) for f in forms) + 2 * st["psize"] * \
+        st["entries"]
+    assert _every_version(repo) == before
+
+
+def test_a_version_written_over_segmented_history_replaces_its_reference(packed, tmp_path):
+    repo, before, _ = packed
+    values = _blob_values(repo)
+    old = next(aid for aid, v in values.items() if v[:1] == blobs.SEGMENT)
+    data = repo.artifact(old.hex())
+    # The old version comes back, then a small edit of it: the writer turns the one in
+    # the segment into a delta on the new one.
+    repo.write("doc/0.md", data)
+    repo.write("doc/0.md", data[:-20] + b" the new ending")
+    after = _blob_values(repo)
+    assert after[old][:1] in blobs.DELTAS
+    assert repo.read("doc/0.md") == data[:-20] + b" the new ending"
+    assert _every_version(repo).items() >= before.items()
+    assert repo.verify().ok
+    segmented = repo.stats()["segmented"]
+    repo.compact()  # the bytes of the replaced form are dropped with their segment
+    assert repo.stats()["segmented"] == segmented
+    with repo._read() as txn:
+        total = sum(len(v) for _, v in txn.cursor(db=repo._db["segment"]))
+        assert total == sum(len(blobs.resolve(txn, repo._db, a, v))
+                            for a, v in _blob_values(repo).items() if v[:1] == blobs.SEGMENT)
+    assert repo.verify().ok
+
+
+def test_verify_names_a_missing_segment_and_a_damaged_reference(packed, store_path,
+                                                                 tmp_path):
+    repo, _, _ = packed
+    values = _blob_values(repo)
+    aid, ref = next((a, v) for a, v in values.items() if v[:1] == blobs.SEGMENT)
+    seg = int.from_bytes(ref[1:5], "big")
+    repo.close()
+    for name, change in (("missing", None), ("damaged", blobs.segment_ref(seg, 1 << 30, 9))):
+        copy = tmp_path / name
+        shutil.copytree(store_path, copy)
+        env = lmdb.open(str(copy), max_dbs=32)
+        with env.begin(write=True) as txn:
+            if change is None:
+                txn.delete(blobs.segment_key(seg), db=env.open_db(b"segment", txn=txn))
+            else:
+                txn.put(aid, change, db=env.open_db(b"blob", txn=txn))
+        env.close()
+        proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(copy), "verify"],
+                              capture_output=True, text=True)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        said = proc.stdout + proc.stderr
+        if change is None:
+            assert f"is kept in segment {seg}, which the store lacks" in said
+        else:
+            assert f"damaged reference into segment {seg}" in said
+        assert aid.hex() in said
+
+
+def test_a_peer_sending_a_reference_into_its_segments_is_refused(packed, tmp_path):
+    repo, _, _ = packed
+    aid, ref = next((a, v) for a, v in _blob_values(repo).items() if v[:1] == blobs.SEGMENT)
+    with herofossil.open(tmp_path / "other", create=True) as other:
+        with pytest.raises(IntegrityError, match="malformed artifact"):
+            exchange.receive(other._env, [(aid, ref)])
+        assert other.stats()["artifacts"] == 0
+
+
+def test_a_compact_without_packing_takes_forms_out_of_their_segments(packed):
+    """What an import or a clone into a packed store does to give free pages back."""
+    repo, before, _ = packed
+    assert repo.stats()["segmented"] > 0
+    repo.compact(pack=False)
+    assert repo.stats()["segmented"] == 0
+    with repo._read() as txn:
+        assert txn.stat(repo._db["segment"])["entries"] == 0
+    assert _every_version(repo) == before
+    assert repo.verify().ok
