@@ -32,8 +32,9 @@ MARKER = "herofossil-store"
 # Format 1: what a store is made as. 2: it may hold stored forms compressed with a
 # dictionary (``packing``), which a release reading only format 1 would take for damage;
 # ``compact`` marks a store so when it packs it. 3: its ``blob`` table may hold references
-# into segments of packed history (``blobs.SEGMENT``), which a release reading formats 1-2
-# would take for damage; ``compact`` marks a store so when it makes segments.
+# into segments of packed history (``blobs.SEGMENT``) and its path log runs
+# (``checkins.pathlog_runs``), which a release reading formats 1-2 would take for damage
+# or misread; ``compact`` marks a store so when it makes either.
 FORMAT = 1
 PACKED_FORMAT = 2
 SEGMENTED_FORMAT = 3
@@ -662,7 +663,7 @@ class StoreEnv:
         """Copy the store into ``dest``: (whether stored forms there are packed: False,
         True, or "segments" when some are in segments too; the id of the transaction
         copied)."""
-        from herofossil.store import blobs, chunks, packing
+        from herofossil.store import blobs, checkins, chunks, packing
 
         size = max(self.env.info()["map_size"], self.map_size)
         out = lmdb_open(dest, size, sync=False, metasync=False)
@@ -676,6 +677,14 @@ class StoreEnv:
                         yield aid, forms.form(aid, value)
 
                 packer = segmenter = None
+                runs = 0  # path-log entries folded into runs
+
+                def path_runs(items):
+                    nonlocal runs
+                    for key, value in checkins.pathlog_runs(items):
+                        runs += bool(value)
+                        yield key, value
+
                 if pack:
                     raw = packing.train(stored_forms())
                     packer = packing.Packer(raw) if raw is not None else None
@@ -699,6 +708,8 @@ class StoreEnv:
                             items = segmenter.segmented(items)
                     elif name == "segment":
                         continue  # made anew while ``blob`` was copied (or none: not packed)
+                    elif name == "pathlog" and pack:
+                        items = path_runs(items)
                     elif name == "chunk":
                         items = (item for item in items if item[0] in keep)
                     elif name == "checkin" and packer is not None:
@@ -712,7 +723,7 @@ class StoreEnv:
             out.sync(True)
         finally:
             out.close()
-        if segmenter is not None and segmenter.count:
+        if segmenter is not None and segmenter.count or runs:
             return "segments", copied
         return packer is not None and packer.count > 0, copied
 

@@ -28,7 +28,13 @@ import lmdb
 from herofossil.errors import HeroFossilError, IntegrityError, StoreError
 from herofossil.store import blobs as blobfmt
 from herofossil.store.blobs import BlobReader, artifact_id, hashes_to, pack_u64, unpack_u64
-from herofossil.store.checkins import INDEXED, _decode_record, _encode_record, plain_record
+from herofossil.store.checkins import (
+    INDEXED,
+    _decode_record,
+    _encode_record,
+    plain_record,
+    run_seqs,
+)
 from herofossil.store.keys import id_name
 from herofossil.store.lmdbenv import is_store
 from herofossil.store.schema import ALL_TABLES, LOCAL_TABLES, lmdb_open
@@ -272,8 +278,11 @@ def _decode(table: str, key: bytes, value: bytes):
     if table == "pathlog":
         if len(key) < 10 or key[-9] != 0:
             raise _Bad("key is not PATH NUL SEQUENCE")
-        _empty(value)
-        return _text(key[:-9], "path"), _u64(key[-8:])
+        try:
+            seqs = run_seqs(key, value)  # a run (compact) names more check-ins
+        except ValueError as exc:
+            raise _Bad(f"value is not a run of check-ins: {exc}") from exc
+        return _text(key[:-9], "path"), seqs
     if table == "info":
         if key == EPOCH_KEY:  # the sync epoch: hex text, renewed by every rebuild
             if not value or any(c not in b"0123456789abcdef" for c in value):
@@ -832,19 +841,20 @@ class _Checker:
         for key, value in self.items(table):
             what = _describe(table, key)
             try:
-                path, _seq = _decode(table, key, value)
+                path, seqs = _decode(table, key, value)
             except _Bad as exc:
                 lines.add(f"{what}: does not decode ({exc})")
                 continue
-            cid = self.txn.get(key[-8:], db=self.db["cseq"])
-            if cid is None:
-                lines.add(f"{what}: no check-in has that sequence")
-            elif self.rebuilt:
-                if (key[:-9], cid) in want:
-                    want.discard((key[:-9], cid))
-                elif not self.named(cid, path):
-                    lines.add(f"path {path!r} check-in {id_name(cid)}: not implied by the "
-                              "artifacts")
+            for seq in seqs:
+                cid = self.txn.get(pack_u64(seq), db=self.db["cseq"])
+                if cid is None:
+                    lines.add(f"path {path!r} sequence {seq}: no check-in has that sequence")
+                elif self.rebuilt:
+                    if (key[:-9], cid) in want:
+                        want.discard((key[:-9], cid))
+                    elif not self.named(cid, path):
+                        lines.add(f"path {path!r} check-in {id_name(cid)}: not implied by the "
+                                  "artifacts")
         for path, cid in sorted(want):
             lines.add(f"path {path.decode('utf-8', 'replace')!r} check-in "
                       f"{id_name(cid or b'')}: missing (the artifacts imply it)")

@@ -567,3 +567,85 @@ def test_a_compact_without_packing_takes_forms_out_of_their_segments(packed):
         assert txn.stat(repo._db["segment"])["entries"] == 0
     assert _every_version(repo) == before
     assert repo.verify().ok
+
+
+# ---- path-log runs: the path log of packed history, one entry per path
+def _path_logs(repo) -> dict[str, list[str]]:
+    return {p: [c.id for c in repo.log(path=p, at=b)] for b in ("trunk", "feature")
+            for p in repo.files(b)}
+
+
+def _pathlog(repo) -> dict[bytes, bytes]:
+    with repo._read() as txn:
+        return {bytes(k): bytes(v) for k, v in txn.cursor(db=repo._db["pathlog"])}
+
+
+def test_compact_folds_the_path_log_into_one_run_per_path(store_path):
+    from herofossil.store.checkins import run_seqs
+
+    with herofossil.open(store_path, create=True) as repo:
+        _make_history(repo)
+        logs, entries = _path_logs(repo), _pathlog(repo)
+        repo.compact()
+        runs = _pathlog(repo)
+        assert _path_logs(repo) == logs
+        # as many entries as paths; together they name every check-in they named before
+        assert len(runs) == len({k[:-8] for k in entries}) < len(entries) / 5
+        assert sorted((k[:-8], n) for k, v in runs.items() for n in run_seqs(k, v)) == \
+            sorted((k[:-8], int.from_bytes(k[-8:], "big")) for k in entries)
+        assert repo.verify().ok
+        for n in range(5):  # check-ins after the compact add entries of their own
+            repo.write("etc/1.toml", b"after %d\n" % n)
+        assert len(_pathlog(repo)) == len(runs) + 5
+        assert [c.id for c in repo.log(path="etc/1.toml")][:5] == \
+            [c.id for c in repo.log()][:5]
+        assert repo.verify().ok
+        repo.rebuild()  # the rebuild's path log is one entry per check-in and path
+        assert len(_pathlog(repo)) == len(entries) + 5
+        assert repo.verify().ok
+
+
+def test_a_check_in_taken_out_of_the_path_log_leaves_the_rest_of_its_run(repo):
+    from herofossil.store.checkins import CheckinIndex, pathlog_runs, run_seqs
+    from herofossil.store.keys import join_key, pack_u64
+
+    prefix = join_key("a.txt", b"")
+    runs = dict(pathlog_runs([(prefix + pack_u64(n), b"") for n in (3, 5, 8, 13, 21)]))
+    single = join_key("b.txt", b"") + pack_u64(9)
+
+    def unlog(seq: int, path: bytes = prefix) -> dict[int, bytes]:
+        def fn(txn):
+            ci = CheckinIndex(txn, repo._db)
+            ci._unlog(path, seq)
+            return {n: k for k, v in txn.cursor(db=repo._db["pathlog"])
+                    for n in run_seqs(bytes(k), bytes(v))}
+        return repo._env.write(fn)
+
+    def reset(txn):
+        txn.drop(repo._db["pathlog"], delete=False)
+        for k, v in [*runs.items(), (single, b"")]:
+            txn.put(k, v, db=repo._db["pathlog"])
+
+    repo._env.write(reset)
+    assert sorted(unlog(8)) == [3, 5, 9, 13, 21]  # inside the run
+    assert sorted(unlog(3)) == [5, 9, 13, 21]  # its first: the run is keyed by the next
+    assert unlog(5)[13] == prefix + pack_u64(13)
+    assert sorted(unlog(21)) == [9, 13]  # its last
+    assert sorted(unlog(4)) == [9, 13]  # one it does not hold: nothing changes
+    assert sorted(unlog(13)) == [9]
+    assert sorted(unlog(9, join_key("b.txt", b""))) == []
+
+
+def test_verify_names_a_damaged_path_log_run(packed, store_path, tmp_path):
+    repo, _, _ = packed
+    key, value = next((k, v) for k, v in _pathlog(repo).items() if v)
+    repo.close()
+    env = lmdb.open(str(store_path), max_dbs=32)
+    with env.begin(write=True) as txn:
+        txn.put(key, value + b"\x80", db=env.open_db(b"pathlog", txn=txn))
+    env.close()
+    proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store_path), "verify"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "value is not a run of check-ins: a truncated varint at the end" in \
+        proc.stdout + proc.stderr
