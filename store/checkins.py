@@ -17,6 +17,7 @@ from herofossil.store import manifest as mf
 from herofossil.store.blobs import BlobReader
 from herofossil.store.keys import id_key, id_name, join_key, pack_u64, unpack_u64
 from herofossil.store.lru import LRU
+from herofossil.store.sequences import Numbered
 
 DEFAULT_BRANCH = "trunk"
 # The branch of a check-in whose primary parent has not arrived (a sync can bring a
@@ -390,21 +391,16 @@ class CheckinIndex:
         return out
 
     def newest(self) -> bytes | None:
-        cur = self.txn.cursor(db=self.dbs["cseq"])
-        if cur.last():
-            return cur.value()
-        return None
+        last = Numbered(self.txn, self.dbs["cseq"]).last()
+        return last[1] if last else None
 
     def after_seq(self, seq: int):
         """(seq, check-in id) of every check-in indexed after sequence ``seq``."""
-        cur = self.txn.cursor(db=self.dbs["cseq"])
-        if cur.set_range(pack_u64(seq + 1)):
-            for key, cid in cur:
-                yield unpack_u64(key), cid
+        return Numbered(self.txn, self.dbs["cseq"]).after(seq)
 
     def last_seq(self) -> int:
-        cur = self.txn.cursor(db=self.dbs["cseq"])
-        return unpack_u64(cur.key()) if cur.last() else 0
+        last = Numbered(self.txn, self.dbs["cseq"]).last()
+        return last[0] if last else 0
 
     def path_history(self, path: str) -> list[tuple[int, bytes]]:
         """(seq, check-in) of every check-in that changed ``path``, oldest first."""
@@ -427,8 +423,8 @@ class CheckinIndex:
                     raise IntegrityError(f"the path log of {key[:-9]!r} is damaged ({exc}): "
                                          "run 'herofossil rebuild'") from exc
         seqs.sort()  # one path's entries are in order; a folder's paths are not
-        cseq = self.dbs["cseq"]
-        return [(n, self.txn.get(pack_u64(n), db=cseq)) for n in seqs]
+        numbered = Numbered(self.txn, self.dbs["cseq"])
+        return [(n, numbered.get(n)) for n in seqs]
 
     # ---- writes
     def _next_cseq(self) -> int:
@@ -499,7 +495,7 @@ class CheckinIndex:
         """Remove what ``index_checkin`` recorded of ``cid`` (its links to its parents
         stay), so that it can be indexed again; ``paths``: its files (the path log)."""
         self.txn.delete(cid, db=self.dbs["checkin"])
-        self.txn.delete(pack_u64(rec.seq), db=self.dbs["cseq"])
+        Numbered(self.txn, self.dbs["cseq"]).delete(rec.seq)
         self.txn.delete(join_key(rec.branch, b"") + cid, db=self.dbs["leaf"])
         for name in rec.tags:
             self.txn.delete(join_key(name, cid), db=self.dbs["tag"])

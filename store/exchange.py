@@ -21,7 +21,8 @@ from herofossil.store import blobs
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader
 from herofossil.store.crosslink import arrived, crosslink
-from herofossil.store.keys import id_name, join_key, pack_u64, unpack_u64
+from herofossil.store.keys import id_name, join_key
+from herofossil.store.sequences import Numbered
 
 # In ``meta`` (kept by rebuild, so peers know the store), keyed as every metadata key.
 STORE_ID_KEY = join_key("sync", "store-id")
@@ -73,8 +74,8 @@ def identity(env) -> tuple[str, str]:
 def last_seq(env) -> int:
     """The insert sequence number of the newest artifact (0 for an empty store)."""
     with env.read() as txn:
-        cur = txn.cursor(db=env.db["seq"])
-        return unpack_u64(cur.key()) if cur.last() else 0
+        last = Numbered(txn, env.db["seq"]).last()
+        return last[0] if last else 0
 
 
 # Above this many artifacts after a watermark, ``artifacts_after`` sends delta bases without
@@ -106,23 +107,22 @@ def stream_after(env, seq: int, *, max_bytes: int = 8 << 20, skip: set[bytes] | 
     size = 0
     reached = seq
     with env.read() as txn:
-        cur = txn.cursor(db=env.db["seq"])
-        if not cur.set_range(pack_u64(seq + 1)):
-            return out, reached, []
+        numbered = Numbered(txn, env.db["seq"])
         newer: dict[bytes, int] | None = {}
-        for key, aid in cur:
-            newer[bytes(aid)] = unpack_u64(key)
+        for n, aid in numbered.after(seq):
+            newer[aid] = n
             if len(newer) > NEWER_MAX:
                 newer = None
                 break
+        if not newer and newer is not None:
+            return out, reached, []
         known = None
         if newer is not None:
             skip.update(aid for aid in ahead if aid in newer)
             if seq > 0:
                 def known(aid: bytes, newer=newer) -> bool:
                     return aid not in newer
-        cur.set_range(pack_u64(seq + 1))
-        for key, aid in cur:
+        for n, aid in numbered.after(seq):
             mark = len(out)
             added = _with_bases(txn, env.db, aid, skip, out, known)
             if mark and size + added > max_bytes:
@@ -132,7 +132,7 @@ def stream_after(env, seq: int, *, max_bytes: int = 8 << 20, skip: set[bytes] | 
                 del out[mark:]
                 break
             size += added
-            reached = unpack_u64(key)
+            reached = n
             if size >= max_bytes or (until is not None and reached >= until):
                 break
     if newer is None:
@@ -184,12 +184,9 @@ def in_insert_order(env, ids) -> list[bytes]:
     if not wanted:
         return found
     with env.read() as txn:
-        cur = txn.cursor(db=env.db["seq"])
-        if not cur.last():
-            return found
-        for aid in cur.iterprev(keys=False, values=True):
+        for _, aid in Numbered(txn, env.db["seq"]).newest_first():
             if aid in wanted:
-                found.append(bytes(aid))
+                found.append(aid)
                 wanted.discard(aid)
                 if not wanted:
                     break
@@ -230,7 +227,7 @@ def seq_id(env, seq: int) -> bytes | None:
     if seq <= 0:
         return None
     with env.read() as txn:
-        return txn.get(pack_u64(seq), db=env.db["seq"])
+        return Numbered(txn, env.db["seq"]).get(seq)
 
 
 # ---- id ranges (set reconciliation): the ids that start with a hex prefix, in ``blob``
@@ -289,8 +286,7 @@ class IdRanges:
 
     def last(self) -> tuple[int, bytes | None]:
         """The newest insert sequence number and its artifact's id ((0, None): empty)."""
-        cur = self.txn.cursor(db=self.env.db["seq"])
-        return (unpack_u64(cur.key()), bytes(cur.value())) if cur.last() else (0, None)
+        return Numbered(self.txn, self.env.db["seq"]).last() or (0, None)
 
     def summary(self, prefix: str) -> tuple[int, bytes, list[tuple[int, int]]]:
         """(count, fingerprint) of ``prefix``'s range, and (count, sum) of each of its 16
@@ -409,8 +405,8 @@ def receive(env, artifacts: list[tuple[bytes, bytes]], *, deltify: bool = False,
                                      f"with one of this process ({exc}); nothing of the "
                                      "exchange was stored") from exc
             txn.put(key, sent[did], db=env.db["zdict"])
-        cur = txn.cursor(db=env.db["seq"])
-        before = unpack_u64(cur.key()) if cur.last() else 0
+        last = Numbered(txn, env.db["seq"]).last()
+        before = last[0] if last else 0
         aw = ArtifactWriter(txn, env.db)
         contents: dict[bytes, bytes] = {}
         new = [aid for aid in batch if not aw.has(aid)]

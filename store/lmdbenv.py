@@ -32,13 +32,13 @@ MARKER = "herofossil-store"
 # Format 1: what a store is made as. 2: it may hold stored forms compressed with a
 # dictionary (``packing``), which a release reading only format 1 would take for damage;
 # ``compact`` marks a store so when it packs it. 3: its ``blob`` table may hold references
-# into segments of packed history (``blobs.SEGMENT``) and its path log runs
-# (``checkins.pathlog_runs``), which a release reading formats 1-2 would take for damage
-# or misread; ``compact`` marks a store so when it makes either.
+# into segments of packed history (``blobs.SEGMENT``), its path log and numbered logs runs
+# (``checkins.pathlog_runs``, ``sequences.runs``), which a release reading formats 1-2
+# would take for damage or misread; ``compact`` marks a store so when it makes any.
 FORMAT = 1
 PACKED_FORMAT = 2
-SEGMENTED_FORMAT = 3
-READ_FORMATS = (FORMAT, PACKED_FORMAT, SEGMENTED_FORMAT)
+PACKED_HISTORY_FORMAT = 3
+READ_FORMATS = (FORMAT, PACKED_FORMAT, PACKED_HISTORY_FORMAT)
 _MARKER_PREFIX = "herofossil store format "
 _MARKER_TEXT = f"{_MARKER_PREFIX}{{}}\n" \
     "This directory is a herofossil store (LMDB). Use the herofossil command.\n"
@@ -630,7 +630,7 @@ class StoreEnv:
                     raise StoreError("another process wrote to the store during the compact: "
                                      "nothing was changed; compact it again")
                 if packed:  # before any packed form or segment is in
-                    self._mark(SEGMENTED_FORMAT if packed == "segments" else PACKED_FORMAT)
+                    self._mark(PACKED_HISTORY_FORMAT if packed == "segments" else PACKED_FORMAT)
                 self.gate.exclusive(lambda: self._swap_in(tmpdir), "compact the store")
                 return before, self.disk_size()
             finally:
@@ -663,7 +663,7 @@ class StoreEnv:
         """Copy the store into ``dest``: (whether stored forms there are packed: False,
         True, or "segments" when some are in segments too; the id of the transaction
         copied)."""
-        from herofossil.store import blobs, checkins, chunks, packing
+        from herofossil.store import blobs, checkins, chunks, packing, sequences
 
         size = max(self.env.info()["map_size"], self.map_size)
         out = lmdb_open(dest, size, sync=False, metasync=False)
@@ -677,12 +677,12 @@ class StoreEnv:
                         yield aid, forms.form(aid, value)
 
                 packer = segmenter = None
-                runs = 0  # path-log entries folded into runs
+                runs = 0  # entries of local tables folded into runs
 
-                def path_runs(items):
+                def counted(items, folded):  # counts the entries that are runs
                     nonlocal runs
-                    for key, value in checkins.pathlog_runs(items):
-                        runs += bool(value)
+                    for key, value in items:
+                        runs += folded(value)
                         yield key, value
 
                 if pack:
@@ -709,7 +709,9 @@ class StoreEnv:
                     elif name == "segment":
                         continue  # made anew while ``blob`` was copied (or none: not packed)
                     elif name == "pathlog" and pack:
-                        items = path_runs(items)
+                        items = counted(checkins.pathlog_runs(items), bool)
+                    elif name in ("seq", "cseq") and pack:
+                        items = counted(sequences.runs(items), lambda v: len(v) > 32)
                     elif name == "chunk":
                         items = (item for item in items if item[0] in keep)
                     elif name == "checkin" and packer is not None:

@@ -38,6 +38,7 @@ from herofossil.store.checkins import (
 from herofossil.store.keys import id_name
 from herofossil.store.lmdbenv import is_store
 from herofossil.store.schema import ALL_TABLES, LOCAL_TABLES, lmdb_open
+from herofossil.store.sequences import Numbered, entry_ids
 from herofossil.store.tree import PERM_NAMES
 from herofossil.store.tree import decode as tree_entry
 
@@ -232,7 +233,11 @@ def _tree_key(key: bytes) -> tuple[str, str]:
 def _decode(table: str, key: bytes, value: bytes):
     """The comparable form of one entry of ``table``; raises ``_Bad``."""
     if table == "seq" or table == "cseq":
-        return _u64(key), _id(value, "value")
+        _u64(key)
+        try:
+            return entry_ids(key, value)  # a run (compact) holds consecutive numbers
+        except ValueError as exc:
+            raise _Bad(str(exc)) from exc
     if table in ("phantom", "chain", "deps", "checkin"):
         _id(key, "key")
     if table == "phantom":
@@ -733,7 +738,7 @@ class _Checker:
         self.check_exact(table, lines, compare, same=same)
 
     def check_numbered(self, cid: bytes, seq: int, lines: _Lines) -> None:
-        if self.txn.get(pack_u64(seq), db=self.db["cseq"]) != cid:
+        if Numbered(self.txn, self.db["cseq"]).get(seq) != cid:
             lines.add(f"check-in {id_name(cid)}: its record's sequence {seq} does not name it in "
                       "table cseq")
 
@@ -796,15 +801,8 @@ class _Checker:
         """Distinct numbers naming each stored artifact once (``cseq``: each check-in)."""
         txn, db = self.artifacts() if table == "seq" else (self.txn, self.db["checkin"])
         seen: set[bytes] = set()
-        for key, value in self.items(table):
-            if len(key) == 8 and len(value) == 32:
-                n, aid = unpack_u64(key), value
-            else:
-                try:
-                    n, aid = _decode(table, key, value)
-                except _Bad as exc:
-                    lines.add(f"{_describe(table, key)}: does not decode ({exc})")
-                    continue
+        for n, aid in self.numbered(table, lines):
+            key = pack_u64(n)
             if n > self.max_seq[table]:
                 self.max_seq[table] = n
             raw = txn.get(aid, db=db)
@@ -845,8 +843,9 @@ class _Checker:
             except _Bad as exc:
                 lines.add(f"{what}: does not decode ({exc})")
                 continue
+            numbered = Numbered(self.txn, self.db["cseq"])
             for seq in seqs:
-                cid = self.txn.get(pack_u64(seq), db=self.db["cseq"])
+                cid = numbered.get(seq)
                 if cid is None:
                     lines.add(f"path {path!r} sequence {seq}: no check-in has that sequence")
                 elif self.rebuilt:
@@ -874,6 +873,17 @@ class _Checker:
         except HeroFossilError:
             return False
         return any(card.name == path for card in m.files)
+
+    def numbered(self, table: str, lines: _Lines) -> Iterator[tuple[int, bytes]]:
+        """(number, id) of every id of a numbered table (runs unfolded)."""
+        for key, value in self.items(table):
+            if len(key) == 8 and len(value) == 32:
+                yield unpack_u64(key), value
+                continue
+            try:
+                yield from _decode(table, key, value)
+            except _Bad as exc:
+                lines.add(f"{_describe(table, key)}: does not decode ({exc})")
 
     def check_info(self, table: str, lines: _Lines) -> None:
         found = {}

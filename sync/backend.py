@@ -713,36 +713,30 @@ class SyncBackend:
         """(seq, id, stored form) of the artifacts inserted after ``seq``, in insert order and
         without their delta bases (a Fossil clone takes a delta before its base), about
         ``max_bytes`` of them; and the sequence number reached."""
-        from herofossil.store.keys import pack_u64, unpack_u64
+        from herofossil.store.sequences import Numbered
 
         out: list[tuple[int, bytes, bytes]] = []
         size, reached = 0, seq
         with self.env.read() as txn:
             blob = self.env.db["blob"]
-            cur = txn.cursor(db=self.env.db["seq"])
-            if cur.set_range(pack_u64(seq + 1)):
-                for key, aid in cur:
-                    stored = txn.get(aid, db=blob)
-                    reached = unpack_u64(key)
-                    if stored is None:
-                        continue
-                    sent = exchange.portable(txn, self.env.db, aid, stored)
-                    out.append((reached, bytes(aid), sent))
-                    size += len(sent)  # what goes out: a large file's parts go whole
-                    if size >= max_bytes:
-                        break
+            for reached, aid in Numbered(txn, self.env.db["seq"]).after(seq):  # noqa: B007
+                stored = txn.get(aid, db=blob)
+                if stored is None:
+                    continue
+                sent = exchange.portable(txn, self.env.db, aid, stored)
+                out.append((reached, aid, sent))
+                size += len(sent)  # what goes out: a large file's parts go whole
+                if size >= max_bytes:
+                    break
         return out, reached
 
     def ids_after(self, seq: int) -> list[tuple[int, bytes]]:
         """(seq, id) of the stored artifacts inserted after ``seq``, in insert order."""
-        from herofossil.store.keys import pack_u64, unpack_u64
+        from herofossil.store.sequences import Numbered
 
         with self.env.read() as txn:
             blob = self.env.db["blob"]
-            cur = txn.cursor(db=self.env.db["seq"])
-            if not cur.set_range(pack_u64(seq + 1)):
-                return []
-            return [(unpack_u64(key), bytes(aid)) for key, aid in cur
+            return [(n, aid) for n, aid in Numbered(txn, self.env.db["seq"]).after(seq)
                     if txn.get(aid, db=blob) is not None]
 
     def missing(self, aids) -> list[bytes]:
