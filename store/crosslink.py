@@ -213,8 +213,10 @@ def _relink_children(ci: CheckinIndex, reader, parent: Checkin, linked: Linked) 
                              for t in m.tags)
             if old.seq > up.seq and (own_branch or old.branch == up.branch):
                 continue  # indexed after its parent, on the branch it has: right already
-            ci.unindex(child, old, MANIFESTS.files(reader, child))
             nfiles, changed = _summary(ci, reader, m, {})
+            # Its path log names what it changed: its files, and what it deleted or renamed
+            # away (against the parent now here, or all its files when it was indexed).
+            ci.unindex(child, old, {*MANIFESTS.files(reader, child), *(changed or ())})
             rec = ci.index_checkin(child, m, nfiles, changed)
             linked.branches.update((old.branch, rec.branch))
             ci.settle_leaf(up)

@@ -619,7 +619,7 @@ class StoreEnv:
                 fcntl.flock(self._lockfd, fcntl.LOCK_SH)  # others may open it meanwhile
                 before = self.disk_size()
                 shutil.rmtree(tmpdir, ignore_errors=True)
-                packed, copied = self._dense_copy(tmpdir, pack)
+                fmt, copied = self._dense_copy(tmpdir, pack)
                 try:
                     fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError as exc:
@@ -629,8 +629,7 @@ class StoreEnv:
                 if self.env.info()["last_txnid"] != copied:  # one opened, wrote and left
                     raise StoreError("another process wrote to the store during the compact: "
                                      "nothing was changed; compact it again")
-                if packed:  # before any packed form or segment is in
-                    self._mark(PACKED_HISTORY_FORMAT if packed == "segments" else PACKED_FORMAT)
+                self._mark(fmt)  # before any packed form, segment or run is in
                 self.gate.exclusive(lambda: self._swap_in(tmpdir), "compact the store")
                 return before, self.disk_size()
             finally:
@@ -659,10 +658,10 @@ class StoreEnv:
             os.close(dirfd)
         self._open_lmdb()
 
-    def _dense_copy(self, dest: str, pack: bool) -> tuple[bool | str, int]:
-        """Copy the store into ``dest``: (whether stored forms there are packed: False,
-        True, or "segments" when some are in segments too; the id of the transaction
-        copied)."""
+    def _dense_copy(self, dest: str, pack: bool) -> tuple[int, int]:
+        """Copy the store into ``dest``: (the format the copy needs: ``FORMAT``,
+        ``PACKED_FORMAT`` when forms there are packed, ``PACKED_HISTORY_FORMAT`` when some
+        are in segments or local tables in runs; the id of the transaction copied)."""
         from herofossil.store import blobs, checkins, chunks, packing, sequences
 
         size = max(self.env.info()["map_size"], self.map_size)
@@ -726,8 +725,8 @@ class StoreEnv:
         finally:
             out.close()
         if segmenter is not None and segmenter.count or runs:
-            return "segments", copied
-        return packer is not None and packer.count > 0, copied
+            return PACKED_HISTORY_FORMAT, copied
+        return PACKED_FORMAT if packer is not None and packer.count else FORMAT, copied
 
     def close(self) -> None:
         with _open_lock:
