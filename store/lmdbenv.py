@@ -720,7 +720,13 @@ class StoreEnv:
                         # is named, if any form took it (``blob`` is copied first; the
                         # records after, packed only then).
                         items = iter([(packer.key, packer.raw)] if packer.count else [])
-                    cur.putmulti(items, append=True)
+                    try:
+                        cur.putmulti(items, append=True)
+                    except ValueError as exc:  # an entry that does not decode (runs)
+                        raise IntegrityError(
+                            f"cannot compact {self.path}: table {name} is damaged ({exc}); "
+                            "nothing was changed: run 'herofossil verify', then 'herofossil "
+                            "rebuild'") from exc
             out.sync(True)
         finally:
             out.close()

@@ -667,3 +667,33 @@ def test_verify_names_a_damaged_path_log_run(packed, store_path, tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "value is not a run of check-ins: a truncated varint at the end" in \
         proc.stdout + proc.stderr
+
+
+def test_the_inline_limit_is_where_lmdb_starts_a_page_of_its_own(tmp_path):
+    env = lmdb.open(str(tmp_path / "l"), max_dbs=4)
+    psize = env.stat()["psize"]
+    limit = packing.inline_limit(psize)
+    for n, size in enumerate((limit, limit + 1)):
+        db = env.open_db(b"t%d" % n)
+        with env.begin(write=True) as txn:
+            txn.put(b"k" * 32, b"v" * size, db=db)
+            assert txn.stat(db)["overflow_pages"] == (size > limit)
+    env.close()
+
+
+def test_compacting_a_store_whose_numbered_log_is_damaged_changes_nothing(packed, store_path):
+    repo, before, _ = packed
+    with repo._read() as txn:
+        key, value = (bytes(x) for x in next(iter(txn.cursor(db=repo._db["seq"]))))
+    repo.close()
+    env = lmdb.open(str(store_path), max_dbs=32)
+    with env.begin(write=True) as txn:
+        txn.put(key, value[:-3], db=env.open_db(b"seq", txn=txn))
+    env.close()
+    proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store_path), "compact"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "table seq is damaged" in proc.stderr and "nothing was changed" in proc.stderr
+    assert not (store_path / "compact.tmp").exists()
+    with herofossil.open(store_path, readonly=True) as again:  # its data as it was
+        assert _every_version(again) == before
