@@ -109,6 +109,63 @@ def old_read_rows(label: str, git_dir, store, packed) -> list[Row]:
                 "version in at most 2x today's time")]
 
 
+_HOT_SCRIPT = r"""
+import sys, tempfile, shutil, time, herofossil
+r = herofossil.open(sys.argv[1], readonly=True)
+files = sorted(r.files())
+t0 = time.perf_counter()
+for p in files:
+    r.read(p)
+t1 = time.perf_counter()
+log = r.log()
+t2 = time.perf_counter()
+r.close()
+with tempfile.TemporaryDirectory(dir=sys.argv[2]) as tmp:  # writes go to a copy
+    shutil.copytree(sys.argv[1], tmp + "/s")
+    w = herofossil.open(tmp + "/s")
+    path = files[len(files) // 2]
+    w.write(path, b"warm up\n")
+    t3 = time.perf_counter()
+    for i in range(int(sys.argv[3])):
+        w.write(path, b"edit %d\n" % i)
+    t4 = time.perf_counter()
+    w.close()
+print(len(files), (t1 - t0) / len(files), len(log), t2 - t1, (t4 - t3) / int(sys.argv[3]))
+"""
+HOT_WRITES = 60
+
+
+def hot_seconds(store, scratch) -> tuple[int, float, int, float, float]:
+    """In a process of its own: (files, seconds per tip read of each file, check-ins,
+    seconds to list the history, seconds per durable write of one file into a copy)."""
+    out = subprocess.run([sys.executable, "-c", _HOT_SCRIPT, str(store), str(scratch),
+                          str(HOT_WRITES)], capture_output=True, text=True, check=True).stdout
+    files, read, checkins, log, write = out.split()
+    return int(files), float(read), int(checkins), float(log), float(write)
+
+
+def hot_rows(label: str, store, packed, scratch) -> list[Row]:
+    """What packing must leave as it was: tip reads and writes; and the history listing
+    (it reads the runs of the check-in sequence), packed against as imported, the best of
+    three alternating runs each."""
+    plain = [hot_seconds(store, scratch) for _ in range(3)]
+    done = [hot_seconds(packed, scratch) for _ in range(3)]
+    files, checkins = plain[0][0], plain[0][2]
+    best = [min(r[i] for r in plain) for i in (1, 3, 4)]
+    got = [min(r[i] for r in done) for i in (1, 3, 4)]
+    w = f"2 packed history, hot reads and writes ({label})"
+    other = "the same store before compact (not packed)"
+    return [Row(w, f"tip read, per file ({files} files)", got[0], "s", other, best[0],
+                budget=("<=", 1.25), note="budget (issue 17): tip reads unchanged by packing "
+                "(1.25: this machine's noise); every file of the tip, once, in a new process"),
+            Row(w, f"history listing ({checkins} check-ins)", got[1], "s", other, best[1],
+                note="log of the default branch: check-in records (packed texts) through the "
+                "check-in sequence (runs)"),
+            Row(w, "durable write of one file", got[2], "s", other, best[2],
+                budget=("<=", 1.25), note="budget (issue 17): writes unchanged by packing; "
+                f"{HOT_WRITES} writes of one file into a copy of the store")]
+
+
 def run(ctx) -> list[Row]:
     """Rows per corpus: du of the store, compacted, against the two packed forms."""
     rows: list[Row] = []
@@ -128,6 +185,8 @@ def run(ctx) -> list[Row]:
         pack, gc_s = run_git_gc(git_dir)
         progress(f"old-version reads {c.label}")
         rows += old_read_rows(c.label, git_dir, made.path, packed)
+        progress(f"tip reads, history and writes, packed or not {c.label}")
+        rows += hot_rows(c.label, made.path, packed, ctx.workdir)
         rows.append(Row(w, "bytes on disk", hf, "B", "git pack after gc --aggressive", pack,
                         budget=("<=", 1.0), note="; ".join(x for x in (
                             "budget: no larger than git's pack; herofossil after compact, "
