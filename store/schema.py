@@ -11,17 +11,19 @@ global state (the repository itself)
                  end to end, which ``blob`` refers to (see ``blobs``; made by ``compact``)
 
 local state (``rebuild`` regenerates it from ``blob``)
-    ``seq``      insert sequence (8-byte big-endian) -> artifact id
+    ``seq``      insert sequence (8-byte big-endian) -> artifact id (after ``compact``: runs
+                 of consecutive numbers, see ``sequences``)
     ``phantom``  id of an artifact referenced but not yet present -> b""
     ``chain``    id of a whole-stored artifact -> longest delta chain ending on it
     ``deps``     artifact id -> how many stored deltas use it as their base
     ``checkin``  check-in id -> its metadata (a compact binary record, see ``checkins``)
-    ``cseq``     check-in sequence (8-byte big-endian) -> check-in id
+    ``cseq``     check-in sequence (8-byte big-endian) -> check-in id (runs, as ``seq``)
     ``child``    parent id + child id -> b""
     ``leaf``     branch + NUL + check-in id -> b""
     ``tip``      branch -> check-in id whose tree ``tree`` indexes
     ``tree``     branch + NUL + dir + NUL + name -> entry (see ``tree``)
-    ``pathlog``  path + NUL + check-in sequence -> b"" (``cseq`` names the check-in)
+    ``pathlog``  path + NUL + check-in sequence -> b"" (``cseq`` names the check-in); after
+                 ``compact`` one run per path: the steps to its next ones (``checkins``)
     ``tag``      tag name + NUL + check-in id -> tag value (sym-tags in force)
     ``info``     counters and settings
 
