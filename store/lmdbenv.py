@@ -370,8 +370,10 @@ class StoreEnv:
     def _dictionary(self, did: int) -> bytes | None:
         """Dictionary ``did`` from the ``zdict`` table, or None: ``blobs`` asks the open
         stores for one the first time a frame names it (none is loaded at open)."""
-        db = self.db.get("zdict")
-        if self.env is None or db is None:
+        if self.env is None:
+            return None
+        db = self.db.get("zdict") or self._later_table("zdict")
+        if db is None:
             return None
         try:
             with self.read() as txn:  # the map gate lets a reader that holds it in again
@@ -404,6 +406,19 @@ class StoreEnv:
             raise IntegrityError(f"cannot open the tables of store {self.path}: {exc}") from exc
         # Updated in place: every Repo of this process holds this same dict.
         self.db.update(handles)
+
+    def _later_table(self, name: str):
+        """Table ``name`` of ``LATER_TABLES``, which the store lacked when this process
+        opened it read-only (made by an earlier release) and a writer has made since (a
+        sync that brought packed forms makes ``zdict``); None while it is still missing."""
+        if not self.readonly or name not in LATER_TABLES:
+            return None  # a read-write open made every table
+        try:
+            handle = self.env.open_db(name.encode(), create=False)
+        except lmdb.Error:  # not made yet
+            return None
+        self.db[name] = handle
+        return handle
 
     def make_writable(self) -> None:
         """Reopen a read-only environment read-write (no transaction may be open)."""

@@ -697,3 +697,39 @@ def test_compacting_a_store_whose_numbered_log_is_damaged_changes_nothing(packed
     assert not (store_path / "compact.tmp").exists()
     with herofossil.open(store_path, readonly=True) as again:  # its data as it was
         assert _every_version(again) == before
+
+
+def test_a_reader_opened_before_the_store_had_dictionaries_reads_packed_forms_a_sync_brought(
+        packed, tmp_path):
+    """A store of an earlier release (no ``zdict`` table), open read-only here, while
+    another process stores packed forms and their dictionary into it."""
+    repo, before, _ = packed
+    forms, _ = exchange.artifacts_after(repo._env, 0, max_bytes=1 << 30)
+    sent, dictionaries = exchange.for_peer(forms, set())
+    (did,) = {blobs.stored_dictionary(f) for _, f in sent} - {0}
+    repo.close()
+    blobs.forget_dictionaries([did])
+    old = tmp_path / "old"
+    with herofossil.open(old, create=True) as fresh:
+        fresh.write("kept.txt", b"from before\n")
+    env = lmdb.open(str(old), max_dbs=32)
+    with env.begin(write=True) as txn:  # as an earlier release made it
+        txn.drop(env.open_db(b"zdict", txn=txn), delete=True)
+    env.close()
+    with herofossil.open(old, readonly=True) as reader:
+        assert "zdict" not in reader._db
+        script = ("import pickle, sys, herofossil\n"
+                  "from herofossil.store import exchange\n"
+                  "forms, dicts = pickle.load(sys.stdin.buffer)\n"
+                  "with herofossil.open(sys.argv[1]) as w:\n"
+                  "    exchange.receive(w._env, forms, dictionaries=dicts)\n")
+        import pickle
+
+        subprocess.run([sys.executable, "-c", script, str(old)], check=True,
+                       input=pickle.dumps((sent, dictionaries)))
+        packed_ids = [aid for aid, f in sent if blobs.stored_dictionary(f) == did]
+        assert packed_ids and did not in blobs._dictionaries
+        with reader._read() as txn:
+            got = blobs.BlobReader(txn, reader._db).content(packed_ids[0])
+        assert blobs.hashes_to(packed_ids[0], got)
+        assert reader.read("kept.txt") == b"from before\n"
