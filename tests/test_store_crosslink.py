@@ -46,32 +46,46 @@ def _state(repo) -> dict:
     }
 
 
+def _assert_same(source, target) -> None:
+    """``target`` shows what ``source`` shows, version by version, and verifies."""
+    want, got = _state(source), _state(target)
+    for key in want:
+        assert got[key] == want[key], key
+    assert target.verify().ok
+
+
+def _contents(repo) -> list[tuple[bytes, bytes]]:
+    """(id, bytes) of every artifact of ``repo``, in id order."""
+    with repo._env.read() as txn:
+        reader = BlobReader(txn, repo._env.db)
+        return [(bytes(aid), reader.content(aid)) for aid in
+                txn.cursor(db=repo._env.db["blob"]).iternext(values=False)]
+
+
+def _receive(repo, artifacts: list[tuple[bytes, bytes]]):
+    """Store ``artifacts`` (id, bytes) in ``repo`` and derive their local state, in one
+    write, as a sync does; what ``crosslink`` linked."""
+    def fn(txn):
+        aw = ArtifactWriter(txn, repo._env.db)
+        for aid, data in artifacts:
+            aw.add(data, aid)
+        aw.verify_touched()
+        return crosslink(txn, repo._env.db, [aid for aid, _ in artifacts], aw=aw)
+    return repo._env.write(fn)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_artifacts_arriving_in_any_order_are_indexed_as_the_writes_indexed_them(tmp_path,
                                                                                seed):
     source = herofossil.open(tmp_path / "a", create=True)
     _history(source)
-    with source._env.read() as txn:
-        reader = BlobReader(txn, source._env.db)
-        artifacts = [(aid, reader.content(aid)) for aid in
-                     txn.cursor(db=source._env.db["blob"]).iternext(values=False)]
+    artifacts = _contents(source)
     random.Random(seed).shuffle(artifacts)
     target = herofossil.open(tmp_path / "b", create=True)
     assert target.log() == []  # a new store has no check-in until its first write
-
-    def receive(txn):
-        aw = ArtifactWriter(txn, target._env.db)
-        for aid, data in artifacts:
-            aw.add(data, aid)
-        aw.verify_touched()
-        return crosslink(txn, target._env.db, [aid for aid, _ in artifacts], aw=aw)
-
-    linked = target._env.write(receive)
+    linked = _receive(target, artifacts)
     assert len(linked.checkins) == len(source.log())
-    want, got = _state(source), _state(target)
-    for key in want:
-        assert got[key] == want[key], key
-    assert target.verify().ok
+    _assert_same(source, target)
     source.close()
     target.close()
 

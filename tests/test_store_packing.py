@@ -20,6 +20,7 @@ from herofossil.store.keys import id_key
 from herofossil.sync import client
 
 sys.path.insert(0, os.path.dirname(__file__))
+from damage import put_raw, refused  # noqa: E402
 from test_gitimport_helpers import build_rich  # noqa: E402
 
 FOSSIL = shutil.which("fossil")
@@ -337,18 +338,8 @@ def test_verify_names_a_missing_and_a_damaged_dictionary(packed, store_path, tmp
     for name, change in (("missing", None), ("damaged", raw[:-1] + bytes([raw[-1] ^ 1]))):
         copy = tmp_path / name
         shutil.copytree(store_path, copy)
-        env = lmdb.open(str(copy), max_dbs=32)
-        with env.begin(write=True) as txn:
-            db = env.open_db(b"zdict", txn=txn)
-            if change is None:
-                txn.delete(did_key, db=db)
-            else:
-                txn.put(did_key, change, db=db)
-        env.close()
-        proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(copy), "verify"],
-                              capture_output=True, text=True)
-        assert proc.returncode != 0 and "Traceback" not in proc.stderr
-        said = proc.stdout + proc.stderr
+        put_raw(copy, "zdict", did_key, change)
+        said = refused(copy, "verify")
         did = int.from_bytes(did_key, "big")
         assert f"compressed with dictionary {did}, which the store lacks" in said
         if change is not None:
@@ -548,17 +539,11 @@ def test_verify_names_a_missing_segment_and_a_damaged_reference(packed, store_pa
     for name, change in (("missing", None), ("damaged", blobs.segment_ref(seg, 1 << 30, 9))):
         copy = tmp_path / name
         shutil.copytree(store_path, copy)
-        env = lmdb.open(str(copy), max_dbs=32)
-        with env.begin(write=True) as txn:
-            if change is None:
-                txn.delete(blobs.segment_key(seg), db=env.open_db(b"segment", txn=txn))
-            else:
-                txn.put(aid, change, db=env.open_db(b"blob", txn=txn))
-        env.close()
-        proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(copy), "verify"],
-                              capture_output=True, text=True)
-        assert proc.returncode != 0 and "Traceback" not in proc.stderr
-        said = proc.stdout + proc.stderr
+        if change is None:
+            put_raw(copy, "segment", blobs.segment_key(seg), None)
+        else:
+            put_raw(copy, "blob", aid, change)
+        said = refused(copy, "verify")
         if change is None:
             assert f"is kept in segment {seg}, which the store lacks" in said
         else:
@@ -658,15 +643,9 @@ def test_verify_names_a_damaged_path_log_run(packed, store_path, tmp_path):
     repo, _, _ = packed
     key, value = next((k, v) for k, v in _pathlog(repo).items() if v)
     repo.close()
-    env = lmdb.open(str(store_path), max_dbs=32)
-    with env.begin(write=True) as txn:
-        txn.put(key, value + b"\x80", db=env.open_db(b"pathlog", txn=txn))
-    env.close()
-    proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store_path), "verify"],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    put_raw(store_path, "pathlog", key, value + b"\x80")
     assert "value is not a run of check-ins: a truncated varint at the end" in \
-        proc.stdout + proc.stderr
+        refused(store_path, "verify")
 
 
 def test_the_inline_limit_is_where_lmdb_starts_a_page_of_its_own(tmp_path):
@@ -686,14 +665,9 @@ def test_compacting_a_store_whose_numbered_log_is_damaged_changes_nothing(packed
     with repo._read() as txn:
         key, value = (bytes(x) for x in next(iter(txn.cursor(db=repo._db["seq"]))))
     repo.close()
-    env = lmdb.open(str(store_path), max_dbs=32)
-    with env.begin(write=True) as txn:
-        txn.put(key, value[:-3], db=env.open_db(b"seq", txn=txn))
-    env.close()
-    proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store_path), "compact"],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "table seq is damaged" in proc.stderr and "nothing was changed" in proc.stderr
+    put_raw(store_path, "seq", key, value[:-3])
+    said = refused(store_path, "compact")
+    assert "table seq is damaged" in said and "nothing was changed" in said
     assert not (store_path / "compact.tmp").exists()
     with herofossil.open(store_path, readonly=True) as again:  # its data as it was
         assert _every_version(again) == before

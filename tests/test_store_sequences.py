@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import lmdb
 import pytest
+from damage import put_raw, refused
 
 import herofossil
 from herofossil.store import exchange
@@ -119,14 +117,8 @@ def test_verify_names_a_damaged_run(store_path):
         with repo._read() as txn:
             key, value = next(iter(txn.cursor(db=repo._db["seq"])))
             key, value = bytes(key), bytes(value)
-    env = lmdb.open(str(store_path), max_dbs=32)
-    with env.begin(write=True) as txn:
-        txn.put(key, value[:-1], db=env.open_db(b"seq", txn=txn))
-    env.close()
-    proc = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store_path), "verify"],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    said = proc.stdout + proc.stderr
+    put_raw(store_path, "seq", key, value[:-1])
+    said = refused(store_path, "verify")
     assert f"{len(value) - 1}-byte value: not NUMBER -> id(s) of 32 bytes" in said
 
 
@@ -136,40 +128,20 @@ def test_check_ins_indexed_again_leave_no_stale_number_in_the_logs(tmp_path, com
     are indexed again when the parents come: their numbers leave ``cseq`` and the path log
     (runs too: ``Numbered.delete``, ``CheckinIndex._unlog``), also for the paths they
     deleted or renamed away, which their files do not name."""
-    from test_store_crosslink import _history, _state
-
-    from herofossil.store.artifacts import ArtifactWriter
-    from herofossil.store.blobs import BlobReader
-    from herofossil.store.crosslink import crosslink
+    from test_store_crosslink import _assert_same, _contents, _history, _receive
 
     source = herofossil.open(tmp_path / "a", create=True)
     _history(source)
     first = {bytes.fromhex(c.id) for c in source.log()[-4:]}  # the oldest four check-ins
-    with source._env.read() as txn:
-        reader = BlobReader(txn, source._env.db)
-        artifacts = [(bytes(aid), reader.content(aid)) for aid in
-                     txn.cursor(db=source._env.db["blob"]).iternext(values=False)]
+    artifacts = _contents(source)
     target = herofossil.open(tmp_path / "b", create=True)
-
-    def receive(batch):
-        def fn(txn):
-            aw = ArtifactWriter(txn, target._env.db)
-            for aid, data in batch:
-                aw.add(data, aid)
-            aw.verify_touched()
-            return crosslink(txn, target._env.db, [aid for aid, _ in batch], aw=aw)
-        return target._env.write(fn)
-
-    receive([a for a in artifacts if a[0] not in first])  # children before their parents
+    _receive(target, [a for a in artifacts if a[0] not in first])  # children before parents
     if compact:
         target.compact()
         with target._read() as txn:
             assert txn.stat(target._db["cseq"])["entries"] == 1  # one run
             assert any(v for _, v in txn.cursor(db=target._db["pathlog"]))  # path-log runs
-    receive([a for a in artifacts if a[0] in first])
-    want, got = _state(source), _state(target)
-    for key in want:
-        assert got[key] == want[key], key
-    assert target.verify().ok
+    _receive(target, [a for a in artifacts if a[0] in first])
+    _assert_same(source, target)
     source.close()
     target.close()
