@@ -257,6 +257,7 @@ class StoreEnv:
         self._lockfd = os.open(os.path.join(path, MARKER), os.O_RDONLY)
         self.gate = MapGate()
         self.write_lock = threading.Lock()
+        self._later_lock = threading.Lock()  # see ``_later_table``
         self._queued = threading.Condition()
         self._queue: list[_WriteJob] = []
         self._leading = False
@@ -372,7 +373,9 @@ class StoreEnv:
         stores for one the first time a frame names it (none is loaded at open)."""
         if self.env is None:
             return None
-        db = self.db.get("zdict") or self._later_table("zdict")
+        db = self.db.get("zdict")
+        if db is None:
+            db = self._later_table("zdict")
         if db is None:
             return None
         try:
@@ -413,12 +416,17 @@ class StoreEnv:
         sync that brought packed forms makes ``zdict``); None while it is still missing."""
         if not self.readonly or name not in LATER_TABLES:
             return None  # a read-write open made every table
-        try:
-            handle = self.env.open_db(name.encode(), create=False)
-        except lmdb.Error:  # not made yet
-            return None
-        self.db[name] = handle
-        return handle
+        # LMDB opens a table in one transaction of a process at a time: threads of a
+        # read-only server may meet the first packed frame together.
+        with self._later_lock:
+            if name in self.db:
+                return self.db[name]
+            try:
+                handle = self.env.open_db(name.encode(), create=False)
+            except lmdb.Error:  # not made yet
+                return None
+            self.db[name] = handle
+            return handle
 
     def make_writable(self) -> None:
         """Reopen a read-only environment read-write (no transaction may be open)."""

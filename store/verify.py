@@ -836,6 +836,7 @@ class _Checker:
         want: set[tuple[bytes, bytes]] = set()
         for key, _ in self.scratch_items(table):
             want.add((key[:-9], self.stxn.get(key[-8:], db=self.sdb["cseq"])))
+        numbered = Numbered(self.txn, self.db["cseq"])
         for key, value in self.items(table):
             what = _describe(table, key)
             try:
@@ -843,7 +844,6 @@ class _Checker:
             except _Bad as exc:
                 lines.add(f"{what}: does not decode ({exc})")
                 continue
-            numbered = Numbered(self.txn, self.db["cseq"])
             for seq in seqs:
                 cid = numbered.get(seq)
                 if cid is None:
