@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
 from wsgidav.dav_provider import DAVProvider
+from wsgidav.dir_browser import WsgiDavDirBrowser
 
 from herofossil.webdav import fastput, props
 from herofossil.webdav.auth import UserDB
@@ -18,6 +19,9 @@ from herofossil.webdav.noise import DEFAULT_PATTERNS, NoiseStore
 XML_METHODS = ("PROPFIND", "PROPPATCH", "LOCK")
 # Of those, the ones that change something: permission is checked before the body is read.
 XML_WRITES = ("PROPPATCH", "LOCK")
+# The resource the directory browser looked up for this GET or HEAD: the handler's own
+# lookup of the same path takes it (nothing is written between the two).
+_LOOKED_UP = "herofossil.resource"
 # urllib drops tabs and newlines from a URL: a Destination naming one would land elsewhere.
 _CONTROL = re.compile("[\x00-\x1f\x7f]").search
 
@@ -66,6 +70,9 @@ class RepoProvider(DAVProvider):
     def get_resource_inst(self, path: str | None, environ: dict):
         if path is None:  # the parent of '/' (wsgidav asks, on DELETE and MOVE of '/')
             return None
+        looked_up = environ.pop(_LOOKED_UP, None)
+        if looked_up is not None and looked_up[0] == path:
+            return looked_up[1]
         res = self.fs.resource(path, environ)
         if (res is not None and res.is_collection and environ.get("REQUEST_METHOD") == "GET"
                 and not self.fs.may_write(res.loc, environ)):
@@ -119,3 +126,27 @@ def _read_xml_body(environ: dict) -> None:
     body = fastput.read_body(environ, length)
     props.check_xml_body(body)
     environ["wsgi.input"] = io.BytesIO(body)
+
+
+class DirBrowser(WsgiDavDirBrowser):
+    """wsgidav's folder pages, which answer only a GET or HEAD of a folder.
+
+    wsgidav's own middleware looks up the resource of every request, which the
+    handler then looks up again (a PUT's fast path never needs it): here other
+    methods pass straight on, and the resource of a GET or HEAD that is not a
+    folder's page is handed to the handler's lookup.
+    """
+
+    def __call__(self, environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        if method not in ("GET", "HEAD"):
+            return self.next_app(environ, start_response)
+        provider = environ["wsgidav.provider"]
+        if provider is None:
+            return super().__call__(environ, start_response)
+        path = environ["PATH_INFO"]
+        res = provider.get_resource_inst(path, environ)
+        if res is not None and res.is_collection:
+            return super().__call__(environ, start_response)  # its page (looked up again)
+        environ[_LOOKED_UP] = (path, res)
+        return self.next_app(environ, start_response)
