@@ -9,6 +9,7 @@ on loopback (or the real WSGI application) serving a real store.
 from __future__ import annotations
 
 import _pyio
+import http.client
 import io
 import random
 import socket
@@ -96,8 +97,6 @@ def _sends(monkeypatch) -> list[bytes]:
 
 def _exchange(addr, requests: list[bytes]) -> bytes:
     """Send ``requests`` on one keep-alive connection, reading each answer whole."""
-    import http.client
-
     out = []
     with socket.create_connection(addr, timeout=30) as sock:
         for req in requests:
@@ -172,3 +171,35 @@ def test_requests_look_their_resource_up_once_and_a_fast_put_not_at_all(tmp_path
     assert status == "200" and b"a.txt" in page  # the folder's page, as before
     assert call("GET", "/d/missing.txt")[::2] == ("404", ["/d/missing.txt"])
     repo.close()
+
+
+class _Stream:
+    """A socket to ``http.client.HTTPResponse`` whose file is one shared reader, which an
+    answer read to its end does not close."""
+
+    def __init__(self, rfile):
+        self.rfile = rfile
+
+    def makefile(self, mode):
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self.rfile, name)
+
+    def close(self) -> None:
+        pass
+
+
+def test_pipelined_requests_in_one_packet_get_their_answers_in_order(served):
+    with socket.create_connection(served, timeout=30) as sock:
+        sock.sendall(_get("/d/small.txt") + _get("/d/missing.txt") + _get("/d/small.txt", "HEAD")
+                     + _get("/d/large.bin"))
+        stream = _Stream(sock.makefile("rb"))  # one reader for all answers: none lost
+        answers = []
+        for method in ("GET", "GET", "HEAD", "GET"):
+            resp = http.client.HTTPResponse(stream, method=method)
+            resp.begin()
+            answers.append((resp.status, resp.read()))
+    assert [a[0] for a in answers] == [200, 404, 200, 200]
+    assert answers[0][1] == b"s" * 512 and answers[2][1] == b""
+    assert answers[3][1] == random.Random(1).randbytes(300_000)
