@@ -95,7 +95,7 @@ def _sends(monkeypatch) -> list[bytes]:
     return sent
 
 
-def _exchange(addr, requests: list[bytes]) -> bytes:
+def _exchange(addr, requests: list[bytes]) -> list[tuple]:
     """Send ``requests`` on one keep-alive connection, reading each answer whole."""
     out = []
     with socket.create_connection(addr, timeout=30) as sock:
