@@ -75,3 +75,17 @@ def test_corpus_is_deterministic():
 
     for kind in corpus.KINDS:
         assert digest(kind) == digest(kind)
+
+
+def test_write_anatomy_times_every_step_it_names_and_models_every_layout():
+    from bench import write_anatomy
+
+    per_write, steps = write_anatomy.phases(writes=20, files=5)
+    assert set(steps) == {label for _, _, label in write_anatomy.STEPS}
+    # Every step was reached through its wrapper (a renamed or no longer called step
+    # would stay at 0), and the steps inside the commit fit in it.
+    assert all(seconds > 0 for seconds in steps.values()), steps
+    commit = steps["write transaction and synced commit"]
+    assert steps["the check-in (writer.commit)"] < commit <= per_write
+    for layout in write_anatomy.LAYOUTS:
+        assert write_anatomy.model(layout, commits=3, checkins_=50) > 0
