@@ -89,3 +89,4 @@ def test_write_anatomy_times_every_step_it_names_and_models_every_layout():
     assert steps["the check-in (writer.commit)"] < commit <= per_write
     for layout in write_anatomy.LAYOUTS:
         assert write_anatomy.model(layout, commits=3, checkins_=50) > 0
+    assert write_anatomy.one_key(commits=3) > 0

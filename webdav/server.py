@@ -88,7 +88,7 @@ def make_app(
         },
         "lock_storage": MetaLockStorage(repo),
         "property_manager": MetaPropertyManager(repo),
-        # wsgidav's stack but CORS (off unless configured) and its folder pages
+        # wsgidav's stack without CORS (this server never configures it), with its folder pages
         # (``DirBrowser``: no lookup for requests it does not answer)
         "middleware_stack": [ErrorPrinter, HTTPAuthenticator, DirBrowser, RequestResolver],
         "dir_browser": {"enable": True, "response_trailer": "herofossil"},
