@@ -27,14 +27,22 @@ by its dictionary id (zstd's own header field). A dictionary's id is derived fro
 its bytes (``dictionary_id``), so one id names one dictionary in every store and a
 process keeps one registry of them (``register_dictionary``), filled as frames need them.
 
-Segments (packed history, made by ``compact``): LMDB keeps a value too large for a
-leaf page (about 2 KB) in whole pages of its own, so a form of 2.5 KB took 4 KB
-(config-L: 289 KB of its 5.67 MB store). ``compact`` puts such forms of
-artifacts that no indexed branch tip holds end to end into values of the ``segment``
-table (``packing.Segmenter``; a segment fills its pages) and leaves a b"S" reference in
-``blob``; every reader of stored forms resolves it (``resolve``). A segment is never
-changed: a form written again (a delta re-rooted) replaces the reference, and the old
-bytes are dropped by the next ``compact``.
+Segments (packed history, made by ``compact``): the stored forms of artifacts that no
+indexed branch tip holds, compressed together. A value of the ``segment`` table is
+
+    b"Z" + digest (16) + zstd frame   a solid segment: forms end to end (kept
+                                      uncompressed, b"R" and b"d"), compressed as one
+                                      frame; the digest (BLAKE2b of the forms) names
+                                      them in the cache of decompressed segments
+    forms end to end                  a plain segment (format 3, an earlier release's
+                                      ``compact``): forms as they were stored
+
+and ``blob`` keeps a b"S" reference (segment, offset and length in the forms) in their
+place; every reader of stored forms resolves it (``resolve``, ``BlobReader``). Ordered by
+path as Git's pack is (``packing.Segmenter``), similar files and the versions of one file
+are neighbours, so the frame holds what compressing them one by one could not share. A
+segment is never changed: a form written again (a delta re-rooted) replaces the
+reference, and the old bytes are dropped by the next ``compact``.
 
 The stored form is what sync sends, as it is (a chunked artifact goes whole, a
 frame with a dictionary without it: ``plain_form``).
@@ -62,6 +70,8 @@ DELTA = b"D"
 RAW_DELTA = b"d"
 CHUNKED = b"C"
 SEGMENT = b"S"
+SOLID = b"Z"  # the first byte of a solid segment (never one of a form)
+_SOLID_HEAD = 1 + 16
 _SEGMENT_REF = struct.Struct(">III")  # segment id, offset, length (after the kind byte)
 SEGMENT_REF_LEN = 1 + _SEGMENT_REF.size
 DELTAS = (DELTA, RAW_DELTA)
@@ -84,6 +94,12 @@ DELTA_GAIN = 0.75
 ZSTD_LEVEL = 3
 # Manifests (card text, mostly hex hashes) come out as small at level 1, twice as fast.
 ZSTD_LEVEL_CARDS = 1
+# Forms compressed with a dictionary (``packing.Packer``, ``compressed_form``): small ones
+# at level 19 in about 0.1 ms; larger ones at 9 (level 19 on code-L's larger files took
+# 16.7 s instead of 1.5 s for 0.6% fewer bytes).
+DICT_SMALL = 8 << 10
+DICT_LEVEL_SMALL = 19
+DICT_LEVEL_LARGE = 9
 # A zstd frame costs at least 9 bytes of header and checksum: below this, keep bytes raw.
 MIN_COMPRESS_SIZE = 32
 
@@ -97,6 +113,9 @@ _local = threading.local()
 # chain from its whole end. Measured on the real history, 300 old versions of its three
 # most-changed files read one by one (``python -m bench --only size``): see ``content``.
 BASES = LRU(max_bytes=32 << 20)
+# Decompressed solid segments by digest: reading the versions of a file one after another
+# decompresses their segment once.
+SEGMENTS = LRU(max_bytes=16 << 20)
 BASE_MAX = 1 << 20  # larger contents are not kept (a few would push out every other)
 
 
@@ -373,6 +392,25 @@ def stored_dictionary(stored) -> int:
     return 0
 
 
+def compressed_form(stored: bytes, did: int = 0) -> bytes:
+    """``stored`` compressed where it is kept uncompressed (b"R", b"d") and that helps;
+    with dictionary ``did`` (registered) when not 0, as ``compact`` packs a form."""
+    kind = stored[:1]
+    if kind not in (RAW, RAW_DELTA):
+        return stored
+    if not did:
+        return encode_whole(stored[1:]) if kind == RAW else \
+            encode_delta(stored[1:1 + ID_LEN], stored[1 + ID_LEN:])
+    whole = kind == RAW
+    head = WHOLE if whole else DELTA + stored[1:1 + ID_LEN]
+    data = stored[1:] if whole else stored[1 + ID_LEN:]
+    level = DICT_LEVEL_SMALL if len(data) <= DICT_SMALL else DICT_LEVEL_LARGE
+    packed = head + _thread_cached(
+        f"zcdict{level}{whole}", did,
+        lambda: dictionary_compressor(did, level, whole)).compress(data)
+    return packed if len(packed) < len(stored) else stored
+
+
 def plain_form(stored: bytes, what: bytes) -> bytes:
     """``stored`` with no dictionary: what a peer can read without this store's."""
     if not stored_dictionary(stored):
@@ -398,17 +436,57 @@ def resolve(txn, dbs, aid: bytes, stored):
     tables (its ``segment`` table is read)."""
     if stored is None or stored[:1] != SEGMENT:
         return stored
-    return form_in_segment(aid, stored, lambda key: txn.get(key, db=dbs["segment"])
-                           if "segment" in dbs else None)
+    def segment_of(key: bytes, what: bytes):
+        value = txn.get(key, db=dbs["segment"]) if "segment" in dbs else None
+        return None if value is None else segment_forms(value, what)
+
+    return form_in_segment(aid, stored, segment_of)
+
+
+def solid_segment(forms: bytes, level: int) -> bytes:
+    """The ``segment`` value holding ``forms`` (end to end) compressed as one frame."""
+    digest = hashlib.blake2b(forms, digest_size=_SOLID_HEAD - 1).digest()
+    return SOLID + digest + _zc(level).compress(forms)
+
+
+def segment_forms(value, what: bytes = b"") -> bytes:
+    """The forms a ``segment`` value holds end to end (a solid one decompressed, or taken
+    from ``SEGMENTS``); ``IntegrityError`` naming ``what`` (an artifact, or none) when a
+    solid one is damaged."""
+    if value[:1] != SOLID:
+        return bytes(value)
+    digest = bytes(value[1:_SOLID_HEAD])
+    forms = SEGMENTS.get(digest)
+    if forms is None:
+        holding = f" holding artifact {id_name(what)}" if what else ""
+        try:
+            forms = _zd().decompress(bytes(value[_SOLID_HEAD:]))
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"a segment of packed history{holding} is damaged: "
+                                 f"{exc}") from exc
+        # The frame's checksum covers the forms; the digest is checked by ``verify``
+        # (``segment_digest_holds``), not here: hashing would double a read's cost.
+        SEGMENTS.put(digest, forms)
+    return forms
+
+
+def segment_digest_holds(value) -> bool:
+    """True unless ``value`` is a solid segment whose forms do not hash to its digest."""
+    if value[:1] != SOLID:
+        return True
+    forms = segment_forms(value)
+    return hashlib.blake2b(forms, digest_size=_SOLID_HEAD - 1).digest() == \
+        bytes(value[1:_SOLID_HEAD])
 
 
 def form_in_segment(aid: bytes, ref, segment_of) -> bytes:
-    """The form reference ``ref`` names; ``segment_of(key)``: a segment's bytes, or None."""
+    """The form reference ``ref`` names; ``segment_of(key)``: the forms of a segment (as
+    ``segment_forms`` gives them), or None."""
     if len(ref) != SEGMENT_REF_LEN:
         raise IntegrityError(f"artifact {id_name(aid)} has a damaged reference into packed "
                              "history")
     seg, offset, length = _SEGMENT_REF.unpack_from(ref, 1)
-    data = segment_of(segment_key(seg))
+    data = segment_of(segment_key(seg), aid)
     if data is None:
         raise IntegrityError(f"artifact {id_name(aid)} is kept in segment {seg}, which the "
                              "store lacks")
@@ -448,14 +526,13 @@ class BlobReader:
             return form_in_segment(aid, value, self._segment_bytes)
         return value
 
-    def _segment_bytes(self, key: bytes):
-        # Forms of one segment are neighbours in id order: a walk over ``blob`` (verify,
-        # rebuild, a clone) reads each segment once.
+    def _segment_bytes(self, key: bytes, what: bytes):
+        # Consecutive reads often meet one segment (the versions of a file, one by one).
         if self._segment[0] != key:
             data = None if self.segment_db is None else self.txn.get(key, db=self.segment_db)
             if data is None:
                 return None
-            self._segment = (key, bytes(data))
+            self._segment = (key, segment_forms(data, what))
         return self._segment[1]
 
     def has(self, aid: bytes) -> bool:

@@ -310,24 +310,28 @@ def portable(txn, dbs, aid: bytes, stored: bytes, packed: bool = False) -> bytes
     """A stored form a peer can take as it is: one kept in a segment goes as the form it
     stands for; an artifact kept in parts goes whole, compressed; one packed with a
     dictionary goes without it (``blobs.plain_form``) unless ``packed`` (``for_peer``
-    decides, per peer); any other as stored."""
+    decides, per peer); any other as stored, but compressed where it is kept
+    uncompressed and that helps (the forms of a solid segment, compressed together there,
+    go one by one: with the store's dictionary if ``packed``, as ``compact`` packs one)."""
     stored = blobs.resolve(txn, dbs, aid, stored)
     if blobs.is_chunked(stored):
         return blobs.encode_whole(BlobReader(txn, dbs).content(bytes(aid)))
-    stored = bytes(stored)
+    stored = blobs.compressed_form(bytes(stored), _dictionary_of(txn, dbs) if packed else 0)
     return stored if packed else blobs.plain_form(stored, bytes(aid))
+
+
+def _dictionary_of(txn, dbs) -> int:
+    """The id of the store's dictionary (``compact`` leaves one at most), or 0."""
+    if "zdict" not in dbs:
+        return 0
+    cur = txn.cursor(db=dbs["zdict"])
+    return int.from_bytes(cur.key(), "big") if cur.first() else 0
 
 
 def _wire_form(stored: bytes, txn, dbs, aid: bytes) -> bytes:
     """What to send for a stored form over our protocol: ``portable``'s, packed forms
-    kept (``for_peer`` unpacks them for a peer that does not take them), but a whole
-    artifact kept uncompressed (the tip's manifest waits so for its successor) goes
-    compressed when that is smaller."""
-    stored = portable(txn, dbs, aid, stored, packed=True)
-    if stored[:1] != blobs.RAW or len(stored) < 64:
-        return stored
-    packed = blobs.encode_whole(stored[1:], blobs.ZSTD_LEVEL_CARDS)
-    return packed if len(packed) < len(stored) else stored
+    kept (``for_peer`` unpacks them for a peer that does not take them)."""
+    return portable(txn, dbs, aid, stored, packed=True)
 
 
 def for_peer(artifacts: list[tuple[bytes, bytes]], takes: set[int] | None

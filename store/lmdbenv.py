@@ -35,10 +35,13 @@ MARKER = "herofossil-store"
 # into segments of packed history (``blobs.SEGMENT``), its path log and numbered logs runs
 # (``checkins.pathlog_runs``, ``sequences.runs``), which a release reading formats 1-2
 # would take for damage or misread; ``compact`` marks a store so when it makes any.
+# 4: its segments may be solid (``blobs.SOLID``: compressed together), which a release
+# reading formats 1-3 would take for forms; ``compact`` marks a store so when it fills any.
 FORMAT = 1
 PACKED_FORMAT = 2
 PACKED_HISTORY_FORMAT = 3
-READ_FORMATS = (FORMAT, PACKED_FORMAT, PACKED_HISTORY_FORMAT)
+SOLID_HISTORY_FORMAT = 4
+READ_FORMATS = (FORMAT, PACKED_FORMAT, PACKED_HISTORY_FORMAT, SOLID_HISTORY_FORMAT)
 _MARKER_PREFIX = "herofossil store format "
 _MARKER_TEXT = f"{_MARKER_PREFIX}{{}}\n" \
     "This directory is a herofossil store (LMDB). Use the herofossil command.\n"
@@ -683,8 +686,9 @@ class StoreEnv:
 
     def _dense_copy(self, dest: str, pack: bool) -> tuple[int, int]:
         """Copy the store into ``dest``: (the format the copy needs: ``FORMAT``,
-        ``PACKED_FORMAT`` when forms there are packed, ``PACKED_HISTORY_FORMAT`` when some
-        are in segments or local tables in runs; the id of the transaction copied)."""
+        ``PACKED_FORMAT`` when forms there are packed, ``PACKED_HISTORY_FORMAT`` when local
+        tables are in runs, ``SOLID_HISTORY_FORMAT`` when forms are in segments; the id of
+        the transaction copied)."""
         from herofossil.store import blobs, checkins, chunks, packing, sequences
 
         size = max(self.env.info()["map_size"], self.map_size)
@@ -712,7 +716,10 @@ class StoreEnv:
                     packer = packing.Packer(raw) if raw is not None else None
                     segmenter = packing.Segmenter(
                         dst.cursor(db=out.open_db(b"segment", txn=dst)),
-                        out.stat()["psize"], packing.tip_artifacts(src, self.db))
+                        packing.tip_artifacts(src, self.db))
+                    segmenter.fill(forms, src.cursor(db=self.db["blob"]).iternext(),
+                                   {bytes(k) for k in src.cursor(db=self.db["checkin"])
+                                    .iternext(values=False)})
                 # Parts no artifact names (a cut or refused upload) are dropped, but not
                 # those an upload of this process staged and has yet to name; ``blob`` is
                 # copied before ``chunk``, ``zdict`` and ``segment`` (ALL_TABLES), noting
@@ -724,12 +731,12 @@ class StoreEnv:
                     items = src.cursor(db=self.db[name]).iternext()
                     if name == "blob":
                         items = chunks.noting_parts(stored_forms(), keep)
-                        if packer is not None:
-                            items = packer.packed(items)
                         if segmenter is not None:
                             items = segmenter.segmented(items)
+                        if packer is not None:  # the forms left in ``blob``
+                            items = packer.packed(items)
                     elif name == "segment":
-                        continue  # made anew while ``blob`` was copied (or none: not packed)
+                        continue  # made anew before ``blob`` was copied (or none: not packed)
                     elif name == "pathlog" and pack:
                         items = counted(checkins.pathlog_runs(items), bool)
                     elif name in ("seq", "cseq") and pack:
@@ -753,7 +760,9 @@ class StoreEnv:
             out.sync(True)
         finally:
             out.close()
-        if segmenter is not None and segmenter.count or runs:
+        if segmenter is not None and segmenter.count:
+            return SOLID_HISTORY_FORMAT, copied
+        if runs:
             return PACKED_HISTORY_FORMAT, copied
         return PACKED_FORMAT if packer is not None and packer.count else FORMAT, copied
 

@@ -42,10 +42,11 @@ def stats(env) -> dict:
         stored = raw = whole = deltas = packed = segmented = 0
         reader = BlobReader(txn, db)
         for aid, value in txn.cursor(db=db["blob"]):
-            if value[:1] == blobfmt.SEGMENT:  # counted as the form it stands for
+            if value[:1] == blobfmt.SEGMENT:  # its bytes are counted with the segments
                 segmented += 1
                 value = reader.form(aid, value)
-            stored += len(value)
+            else:
+                stored += len(value)
             packed += blobfmt.stored_dictionary(value) != 0
             if blobfmt.is_whole(value) or blobfmt.is_chunked(value):
                 whole += 1
@@ -56,6 +57,8 @@ def stats(env) -> dict:
         if "chunk" in db:  # parts are stored bytes too: their pages (reading every part
             st = txn.stat(db["chunk"])  # would map every large file into this process)
             stored += (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * st["psize"]
+        if "segment" in db:  # forms of packed history, compressed together
+            stored += sum(len(v) for v in txn.cursor(db=db["segment"]).iternext(keys=False))
         dictionaries = 0
         if "zdict" in db:  # a packed store's dictionaries are stored bytes too
             for _, raw_dict in txn.cursor(db=db["zdict"]):

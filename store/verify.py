@@ -622,7 +622,8 @@ class _Checker:
 
     def check_segments(self) -> None:
         """Every entry of the ``segment`` table is keyed by a segment number and holds
-        bytes (``copy_artifacts`` reads the forms each reference of ``blob`` names)."""
+        bytes, a solid one forms that decompress and hash to its digest
+        (``copy_artifacts`` reads the forms each reference of ``blob`` names)."""
         if "segment" not in self.db:  # made by an earlier release: nothing is in segments
             return
         lines = _Lines(self.emit, "segment", RESTORE)
@@ -632,6 +633,15 @@ class _Checker:
                     lines.add(f"key {bytes(key).hex()}: not a segment number")
                 elif not value:
                     lines.add(f"segment {int.from_bytes(key, 'big')}: empty")
+                else:  # a solid one: its frame decompresses and its forms hash to its digest
+                    try:
+                        holds = blobfmt.segment_digest_holds(value)
+                    except IntegrityError as exc:
+                        lines.add(f"segment {int.from_bytes(key, 'big')}: {exc}")
+                        continue
+                    if not holds:
+                        lines.add(f"segment {int.from_bytes(key, 'big')}: its forms do not "
+                                  "hash to its digest")
         except lmdb.Error as exc:
             self.damaged("segment", exc)
         lines.close()

@@ -282,6 +282,7 @@ def clone(url: str, path: str | os.PathLike, *, progress=None):
     if xferclient.is_fossil_url(url):
         return xferclient.clone(url, path, progress=progress)
 
+    _endpoint(url)  # a URL that names no server creates no store
     repo = Repo.open(os.fspath(path), create=True)
     try:
         report = sync(repo, url, pull=True, push=False, progress=progress)

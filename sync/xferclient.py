@@ -215,9 +215,10 @@ def clone(url: str, path: str | os.PathLike, *, progress=None):
     ``Repo``, the ``Report``)."""
     from herofossil.store.repo import Repo
 
+    peer = Peer(url)  # a URL that names no server creates no store
     repo = Repo.open(os.fspath(path), create=True)
     try:
-        report = _clone(repo, Peer(url), progress)
+        report = _clone(repo, peer, progress)
     except BaseException:
         repo.close()
         raise

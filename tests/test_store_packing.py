@@ -92,17 +92,18 @@ def packed(store_path):
     repo.close()
 
 
-def test_compact_packs_small_artifacts_with_one_dictionary_and_every_version_reads_back(
+def test_compact_packs_history_into_segments_and_the_tips_with_one_dictionary(
         packed, store_path):
     repo, before, stats = packed
     after = repo.stats()
-    assert after["dictionaries"] == 1 and after["packed"] > 0.6 * after["artifacts"]
+    assert after["dictionaries"] == 1 and after["packed"] > 0
+    assert after["segmented"] > 0.8 * after["artifacts"]
     # The dictionary's bytes count as stored: the store still holds less than before (the
     # documents, random words, gain little).
     assert after["stored_bytes"] < 0.9 * stats["stored_bytes"]
     assert _every_version(repo) == before
     assert (store_path / lmdbenv.MARKER).read_text().startswith(
-        f"herofossil store format {lmdbenv.PACKED_HISTORY_FORMAT}\n")
+        f"herofossil store format {lmdbenv.SOLID_HISTORY_FORMAT}\n")
     assert repo.verify().ok
     # A new process (no dictionary registered yet) reads them too.
     some = sorted(before)[::25]
@@ -182,7 +183,7 @@ def test_a_packed_store_round_trips_git_history_with_the_same_ids(tmp_path):
     with herofossil.open(tmp_path / "s", create=True) as repo:
         import_git(repo, g.path)
         repo.compact()
-        assert repo.stats()["packed"] > 300
+        assert repo.stats()["segmented"] > 300
         export_git(repo, str(tmp_path / "out.git"))
         assert repo.verify().ok
     got = subprocess.run(["git", "-C", str(tmp_path / "out.git"), "for-each-ref",
@@ -201,7 +202,10 @@ def test_a_clone_of_a_packed_store_takes_its_packed_forms_and_its_dictionary_onc
     copy, report = client.clone(srv.url, tmp_path / "copy")
     with copy:
         stats = copy.stats()
-        assert stats["packed"] == repo.stats()["packed"] and stats["dictionaries"] == 1
+        # The forms of segments came one by one, packed with the dictionary (where that
+        # is smaller: not for the smallest deltas), as a compact without segments leaves them.
+        assert stats["packed"] > repo.stats()["packed"] + 0.6 * repo.stats()["segmented"]
+        assert stats["dictionaries"] == 1
         assert _zdict(copy) == _zdict(repo)
         assert (tmp_path / "copy" / lmdbenv.MARKER).read_text().startswith(
             f"herofossil store format {lmdbenv.PACKED_FORMAT}\n")
@@ -210,9 +214,9 @@ def test_a_clone_of_a_packed_store_takes_its_packed_forms_and_its_dictionary_onc
         # it is compacted): it is of the packed format, not of the segmented one.
         assert repo.stats()["segmented"] > 0 and stats["segmented"] == 0
         assert copy.verify().ok  # in a child process: the dictionary is the copy's own
-    # What came is the packed forms and the dictionary once (stored_bytes counts it),
-    # 36 bytes of id and length each, and the headers.
-    assert report.bytes_received < repo.stats()["stored_bytes"] + 36 * stats["artifacts"] + 4096
+    # What came is the packed forms the copy stored and the dictionary once (stored_bytes
+    # counts it), 36 bytes of id and length each, and the headers.
+    assert report.bytes_received < stats["stored_bytes"] + 36 * stats["artifacts"] + 4096
     srv.stop()
     # A request that names the dictionary (each after the first) does not get it again.
     (raw,) = _zdict(repo).values()
@@ -363,9 +367,10 @@ def test_a_store_too_small_to_train_on_is_compacted_without_a_dictionary(repo, s
     repo.commit([Put(f"f{i}", b"x%d\n" % i) for i in range(10)])
     repo.compact()
     assert repo.stats()["dictionaries"] == 0
-    # its numbered logs are runs now (``sequences``): a format releases 1-2 do not read
+    # its numbered logs are runs now (``sequences``) and the first check-in's manifest is
+    # in a segment: a format releases 1-3 do not read
     assert (store_path / lmdbenv.MARKER).read_text().startswith(
-        f"herofossil store format {lmdbenv.PACKED_HISTORY_FORMAT}\n")
+        f"herofossil store format {lmdbenv.SOLID_HISTORY_FORMAT}\n")
     assert [repo.read(f"f{i}") for i in range(10)] == [b"x%d\n" % i for i in range(10)]
     assert repo.verify().ok
     assert packing.train(iter([])) is None
@@ -480,35 +485,91 @@ def test_a_dictionary_the_process_has_not_loaded_is_found_in_the_open_store(pack
     assert did in blobs._dictionaries
 
 
-# ---- segments: forms too large for a leaf page, end to end in the ``segment`` table
+# ---- segments: the forms of history compressed together in the ``segment`` table
 def _blob_values(repo) -> dict[bytes, bytes]:
     with repo._read() as txn:
         return {bytes(k): bytes(v) for k, v in txn.cursor(db=repo._db["blob"])}
 
 
-def test_compact_puts_large_old_forms_into_segments_and_leaves_the_tips_in_place(packed):
+def _segments(repo) -> dict[bytes, bytes]:
+    with repo._read() as txn:
+        return {bytes(k): bytes(v) for k, v in txn.cursor(db=repo._db["segment"])}
+
+
+def test_compact_puts_every_old_form_into_solid_segments_and_leaves_the_tips_in_place(packed):
     repo, before, _ = packed
     values = _blob_values(repo)
-    refs = [v for v in values.values() if v[:1] == blobs.SEGMENT]
-    assert len(refs) == repo.stats()["segmented"] >= 6
-    for path in repo.files():  # a tip read never goes through a segment
-        assert values[id_key(repo.stat(path).id)][:1] != blobs.SEGMENT
+    hot = {id_key(repo.stat(path, at=branch).id) for branch in ("trunk", "feature")
+           for path in repo.files(branch)}
+    hot |= {id_key(repo.log(at=branch, limit=1)[0].id) for branch in ("trunk", "feature")}
+    refs = {aid: v for aid, v in values.items() if v[:1] == blobs.SEGMENT}
+    # Every artifact but those of the tips (files and manifests) is in a segment.
+    assert set(values) - set(refs) == hot
+    assert len(refs) == repo.stats()["segmented"]
+    segments = _segments(repo)
+    assert len(segments) >= 2 and all(v[:1] == blobs.SOLID for v in segments.values())
     with repo._read() as txn:
-        st = txn.stat(repo._db["segment"])
-        forms = [blobs.resolve(txn, repo._db, aid, v) for aid, v in values.items()
-                 if v[:1] == blobs.SEGMENT]
-    # Each of those forms took a page of its own or more before; in segments they share.
-    assert all(len(f) > packing.inline_limit(st["psize"]) for f in forms)
-    assert st["overflow_pages"] < len(forms)
-    assert st["overflow_pages"] * st["psize"] < sum(len(f) for f in forms) + 2 * st["psize"] * \
-        st["entries"]
+        forms = [blobs.resolve(txn, repo._db, aid, v) for aid, v in refs.items()]
+    # Kept uncompressed in their segment, compressed together there: smaller than the
+    # same forms compressed one by one.
+    assert {f[:1] for f in forms} == {blobs.RAW, blobs.RAW_DELTA}
+    alone = sum(len(blobs.compressed_form(f)) for f in forms)
+    assert sum(map(len, segments.values())) < 0.8 * alone
     assert _every_version(repo) == before
+
+
+def test_a_segment_read_again_comes_from_the_cache_and_a_damaged_one_is_named(packed,
+                                                                              store_path):
+    repo, before, _ = packed
+    key, value = next(iter(_segments(repo).items()))
+    forms = blobs.segment_forms(value)
+    assert blobs.SEGMENTS.get(value[1:17]) is forms  # decompressed once
+    assert blobs.segment_forms(value) is forms
+    assert blobs.segment_digest_holds(value)
+    blobs.SEGMENTS.clear()
+    flipped = value[:-8] + bytes([value[-8] ^ 1]) + value[-7:]
+    with pytest.raises(IntegrityError, match="segment of packed history holding artifact "
+                                             "(ab)+ is damaged"):
+        blobs.segment_forms(flipped, b"\xab" * 32)
+    # Another digest: the frame still decompresses; verify names the mismatch.
+    other = value[:1] + bytes(16) + value[17:]
+    assert not blobs.segment_digest_holds(other)
+    repo.close()
+    for name, bad in (("frame", flipped), ("digest", other)):
+        blobs.SEGMENTS.clear()
+        put_raw(store_path, "segment", key, bad)
+        said = refused(store_path, "verify")
+        seg = int.from_bytes(key, "big")
+        assert f"segment {seg}: " in said
+        assert ("do not hash to its digest" in said) == (name == "digest")
+    put_raw(store_path, "segment", key, value)
+    with herofossil.open(store_path) as again:
+        assert again.verify().ok
+        assert _every_version(again) == before
+
+
+def test_a_store_with_plain_segments_of_the_previous_format_still_reads(packed, store_path):
+    """Format 3 (an earlier release's ``compact``) kept forms end to end, uncompressed
+    together: the same references name them there."""
+    repo, before, _ = packed
+    segments = _segments(repo)
+    repo.close()
+    for key, value in segments.items():
+        put_raw(store_path, "segment", key, blobs.segment_forms(value))
+    marker = store_path / lmdbenv.MARKER
+    marker.write_text(marker.read_text().replace("format 4", "format 3", 1))
+    blobs.SEGMENTS.clear()
+    with herofossil.open(store_path) as again:
+        assert _every_version(again) == before
+        assert again.verify().ok
 
 
 def test_a_version_written_over_segmented_history_replaces_its_reference(packed, tmp_path):
     repo, before, _ = packed
     values = _blob_values(repo)
-    old = next(aid for aid, v in values.items() if v[:1] == blobs.SEGMENT)
+    docs = {id_key(repo.stat("doc/0.md", at=c.id).id) for c in repo.log(at="feature")
+            if "doc/0.md" in repo.files(c.id)}
+    old = next(aid for aid in sorted(docs) if values[aid][:1] == blobs.SEGMENT)
     data = repo.artifact(old.hex())
     # The old version comes back, then a small edit of it: the writer turns the one in
     # the segment into a delta on the new one.
@@ -519,13 +580,12 @@ def test_a_version_written_over_segmented_history_replaces_its_reference(packed,
     assert repo.read("doc/0.md") == data[:-20] + b" the new ending"
     assert _every_version(repo).items() >= before.items()
     assert repo.verify().ok
-    segmented = repo.stats()["segmented"]
     repo.compact()  # the bytes of the replaced form are dropped with their segment
-    assert repo.stats()["segmented"] == segmented
     with repo._read() as txn:
-        total = sum(len(v) for _, v in txn.cursor(db=repo._db["segment"]))
+        total = sum(len(blobs.segment_forms(v)) for v in _segments(repo).values())
         assert total == sum(len(blobs.resolve(txn, repo._db, a, v))
                             for a, v in _blob_values(repo).items() if v[:1] == blobs.SEGMENT)
+    assert _blob_values(repo)[old][:1] == blobs.SEGMENT  # history again
     assert repo.verify().ok
 
 

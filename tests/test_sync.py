@@ -31,6 +31,13 @@ def _same(a, b):
     return ids_a == ids_b and a.branches() == b.branches() and a.files() == b.files()
 
 
+@pytest.mark.parametrize("url", ["some/store", "ftp://host/x", "http://", "fossil+http://"])
+def test_a_clone_from_a_url_that_names_no_server_creates_no_store(tmp_path, url):
+    with pytest.raises(SyncError, match="URL|names no host"):
+        client.clone(url, tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
+
+
 def test_clone_copies_every_artifact_and_the_history(tmp_path, serve):
     origin = herofossil.open(tmp_path / "origin", create=True)
     _history(origin)
