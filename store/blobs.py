@@ -32,8 +32,9 @@ indexed branch tip holds, compressed together. A value of the ``segment`` table 
 
     b"Z" + digest (16) + zstd frame   a solid segment: forms end to end (kept
                                       uncompressed, b"R" and b"d"), compressed as one
-                                      frame; the digest (BLAKE2b of the forms) names
-                                      them in the cache of decompressed segments
+                                      frame with the store's dictionary (the frame
+                                      names it); the digest (BLAKE2b of the forms)
+                                      names them in the cache of decompressed segments
     forms end to end                  a plain segment (format 3, an earlier release's
                                       ``compact``): forms as they were stored
 
@@ -245,8 +246,9 @@ def _dictionary(did: int, what: bytes) -> zstandard.ZstdCompressionDict:
     def load():
         raw = dictionary_bytes(did)
         if raw is None:
-            raise IntegrityError(f"artifact {id_name(what)} is compressed with dictionary "
-                                 f"{did}, which the store lacks")
+            holder = f"artifact {id_name(what)}" if what else "a segment of packed history"
+            raise IntegrityError(f"{holder} is compressed with dictionary {did}, which the "
+                                 "store lacks")
         return zstandard.ZstdCompressionDict(bytes(raw))
 
     return _thread_cached("dicts", did, load)
@@ -443,10 +445,13 @@ def resolve(txn, dbs, aid: bytes, stored):
     return form_in_segment(aid, stored, segment_of)
 
 
-def solid_segment(forms: bytes, level: int) -> bytes:
-    """The ``segment`` value holding ``forms`` (end to end) compressed as one frame."""
+def solid_segment(forms: bytes, level: int, did: int = 0) -> bytes:
+    """The ``segment`` value holding ``forms`` (end to end) compressed as one frame, with
+    dictionary ``did`` (registered; the frame names it) unless 0."""
     digest = hashlib.blake2b(forms, digest_size=_SOLID_HEAD - 1).digest()
-    return SOLID + digest + _zc(level).compress(forms)
+    compressor = _thread_cached(f"zcseg{level}", did, lambda: dictionary_compressor(
+        did, level, True)) if did else _zc(level)
+    return SOLID + digest + compressor.compress(forms)
 
 
 def segment_forms(value, what: bytes = b"") -> bytes:
@@ -458,10 +463,13 @@ def segment_forms(value, what: bytes = b"") -> bytes:
     digest = bytes(value[1:_SOLID_HEAD])
     forms = SEGMENTS.get(digest)
     if forms is None:
-        holding = f" holding artifact {id_name(what)}" if what else ""
+        # All of it, in one call: decompressing only as far as a read needs (zstd's
+        # streaming API) took longer on the real history's 64 and 256 KB segments.
+        frame = bytes(value[_SOLID_HEAD:])
         try:
-            forms = _zd().decompress(bytes(value[_SOLID_HEAD:]))
+            forms = decompressor(frame, what).decompress(frame)
         except zstandard.ZstdError as exc:
+            holding = f" holding artifact {id_name(what)}" if what else ""
             raise IntegrityError(f"a segment of packed history{holding} is damaged: "
                                  f"{exc}") from exc
         # The frame's checksum covers the forms; the digest is checked by ``verify``
@@ -480,8 +488,8 @@ def segment_digest_holds(value) -> bool:
 
 
 def form_in_segment(aid: bytes, ref, segment_of) -> bytes:
-    """The form reference ``ref`` names; ``segment_of(key)``: the forms of a segment (as
-    ``segment_forms`` gives them), or None."""
+    """The form reference ``ref`` names; ``segment_of(key, aid)``: the forms of a
+    segment (as ``segment_forms`` gives them), or None."""
     if len(ref) != SEGMENT_REF_LEN:
         raise IntegrityError(f"artifact {id_name(aid)} has a damaged reference into packed "
                              "history")

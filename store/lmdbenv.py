@@ -715,8 +715,9 @@ class StoreEnv:
                     raw = packing.train(stored_forms())
                     packer = packing.Packer(raw) if raw is not None else None
                     segmenter = packing.Segmenter(
-                        dst.cursor(db=out.open_db(b"segment", txn=dst)),
-                        packing.tip_artifacts(src, self.db))
+                        dst.cursor(db=out.open_db(b"segment", txn=dst)), out.stat()["psize"],
+                        packing.tip_artifacts(src, self.db),
+                        packer.did if packer is not None else 0)
                     segmenter.fill(forms, src.cursor(db=self.db["blob"]).iternext(),
                                    {bytes(k) for k in src.cursor(db=self.db["checkin"])
                                     .iternext(values=False)})
@@ -747,9 +748,10 @@ class StoreEnv:
                         items = packer.packed_records(items)
                     elif name == "zdict" and packer is not None:
                         # Every form of another dictionary was rewritten: only this one
-                        # is named, if any form took it (``blob`` is copied first; the
-                        # records after, packed only then).
-                        items = iter([(packer.key, packer.raw)] if packer.count else [])
+                        # is named, if any form or segment took it (``blob`` is copied
+                        # first; the records after, packed only if a form did).
+                        items = iter([(packer.key, packer.raw)]
+                                     if packer.count or segmenter.segments else [])
                     try:
                         cur.putmulti(items, append=True)
                     except ValueError as exc:  # an entry that does not decode (runs)

@@ -18,13 +18,15 @@ Trained with fixed cover parameters (k=256, d=8): zstd's
 search over them took 3-18 s for a gain under 1%.
 
 ``compact`` also puts the forms of artifacts that no indexed branch tip holds into solid
-segments (``Segmenter``, ``blobs.SOLID``): compressed together, in Git's pack order, they
-share what a dictionary cannot. On the real history the 2,545 forms of history took
-641 KB stored one by one and take 569 KB in segments (618 KB of pages); each keeps a
-reference of 13 bytes in ``blob`` under its 32-byte id (about 180 KB of pages there), so
-the store is 3.09 -> 3.05 MB: the gain is held back by that per-artifact entry, which a
-sorted index of packed history would replace (not built). The dictionary then packs the
-tips' forms, the check-in records and what a clone sends (``exchange.portable``).
+segments (``Segmenter``, ``blobs.SOLID``): compressed together with the dictionary, in
+Git's pack order, they share what a dictionary alone cannot. On the real history the
+2,545 forms of history took 641 KB of pages stored one by one and take 598 KB in
+segments of 16 KB (their size bounds what an old version's read alone pays: see
+``SEGMENT_BYTES``); each keeps a reference of 13 bytes in ``blob`` under its 32-byte id
+(about 180 KB of pages there), so the store is 3.09 -> 3.01 MB: the gain is held back by
+that per-artifact entry, which a sorted index of packed history would replace (not
+built). The dictionary also packs the tips' forms, the check-in records and what a clone
+sends (``exchange.portable``).
 """
 
 from __future__ import annotations
@@ -155,13 +157,20 @@ class Packer:
             yield cid, checkins.pack_record(raw, self.record) if self.count else raw
 
 
-# A solid segment holds this many bytes of forms before compression. Measured on the real
-# history's 2,546 cold forms (641 KB stored one by one): 32 KB 537 KB, 64 KB 507 KB,
-# 128 KB 481 KB, 256 KB 461 KB; decompressing one takes about 1.4 us per KB here, the
-# cost an old version's first read pays (``blobs.SEGMENTS`` keeps it for the next).
-SEGMENT_BYTES = 64 << 10
+# A solid segment holds about this many bytes of forms before compression, then as many
+# more as fill the last of its pages (``Segmenter._write``). Measured on the real
+# history's 2,545 cold forms with the store's dictionary, pages filled: 16 KB 590 KB,
+# 32 KB 565 KB, 64 KB 532 KB of pages; without the dictionary nor filling 64 KB took
+# 614 KB. An old version's first read decompresses its segments whole (16, 32, 64 KB: 31,
+# 53, 75 us each here; ``blobs.SEGMENTS`` keeps them for the next), which a read alone
+# pays: see ``python -m bench --only size``, row 2's cold reads.
+SEGMENT_BYTES = 16 << 10
+# Larger forms stay in ``blob``, compressed alone: as large as segments, they lose little.
+SEGMENT_FORM_MAX = 64 << 10
 # Level 15 made 0.4% more bytes than 19 in a third of the time (12 MB/s here).
 SEGMENT_LEVEL = 15
+_FILL_TRIES = 4  # compressions more to fill a segment's last page (about 3 were needed)
+_FILL_SLACK = 128  # bytes left free in the last page that are not worth another try
 _PAGE_HEADER = 16  # LMDB's page header, also on the first page of a large value
 _FILE_CARD = re.compile(rb"^F (\S+) ([0-9a-f]{64}|[0-9a-f]{40})\b", re.M)
 
@@ -207,12 +216,14 @@ class Segmenter:
     ``a/x.toml`` and ``b/x.toml`` meet), then the path, then along the chain. Measured on
     the real history, 64 KB segments: 507 KB in this order, 588 KB in id order."""
 
-    def __init__(self, cursor, hot: set[bytes]):
+    def __init__(self, cursor, psize: int, hot: set[bytes], did: int = 0):
         self.cursor = cursor
+        self.psize = psize
         self.hot = hot
+        self.did = did  # the dictionary segments are compressed with (0: none)
         self.refs: dict[bytes, bytes] = {}  # artifact id -> its reference
-        self.number = 1  # of the segment being filled
-        self.buffer = bytearray()
+        self.number = 1  # of the next segment
+        self.segments = 0  # written
 
     def fill(self, forms: blobs.BlobReader, items: Iterable[tuple[bytes, bytes]],
              checkin_ids: set[bytes]) -> None:
@@ -235,17 +246,61 @@ class Segmenter:
             path = paths.get(root, b"")
             return aid in checkin_ids, path[-16:][::-1], path, root, -depth
 
+        pending: list[tuple[bytes, bytes]] = []  # forms in order, not yet in a segment
+        held = 0
         for aid in sorted(bases, key=order):
             stored = forms.stored(aid)
             plain = blobs.RAW + blobs.decode_whole(stored, aid) if bases[aid] is None else \
                 blobs.RAW_DELTA + bases[aid] + blobs.delta_payload(stored, aid)
-            if len(plain) > SEGMENT_BYTES:
-                continue  # as large as a segment: compressing it alone loses nothing
-            self.refs[aid] = blobs.segment_ref(self.number, len(self.buffer), len(plain))
-            self.buffer += plain
-            if len(self.buffer) >= SEGMENT_BYTES:
-                self._flush()
-        self._flush()
+            if len(plain) > SEGMENT_FORM_MAX:
+                continue
+            pending.append((aid, plain))
+            held += len(plain)
+            # Enough ahead to fill a segment's last page: filling takes a few pages' worth.
+            while held >= 2 * SEGMENT_BYTES + SEGMENT_FORM_MAX:
+                held -= self._write(pending)
+        while pending:
+            self._write(pending)
+
+    def _write(self, pending: list[tuple[bytes, bytes]]) -> int:
+        """Write the next segment: the first forms of ``pending`` (taken from it) making
+        about ``SEGMENT_BYTES``, and more while its value still fits its last page; the
+        bytes of forms it took."""
+        n = raw = 0
+        while n < len(pending) and raw < SEGMENT_BYTES:
+            raw += len(pending[n][1])
+            n += 1
+        value = self._solid(pending, n)
+        pages = -(-(len(value) + _PAGE_HEADER) // self.psize)  # LMDB's, for a large value
+        limit = pages * self.psize - _PAGE_HEADER
+        for _ in range(_FILL_TRIES):
+            room = limit - len(value)
+            if room < _FILL_SLACK or n == len(pending):
+                break
+            want = 0.9 * room * raw / len(value)  # forms likely to fit, at the ratio so far
+            more = k = 0
+            while n + k < len(pending) and more + len(pending[n + k][1]) <= want:
+                more += len(pending[n + k][1])
+                k += 1
+            if not k:
+                break
+            bigger = self._solid(pending, n + k)
+            if len(bigger) > limit:
+                break
+            n, raw, value = n + k, raw + more, bigger
+        offset = 0
+        for aid, plain in pending[:n]:
+            self.refs[aid] = blobs.segment_ref(self.number, offset, len(plain))
+            offset += len(plain)
+        self.cursor.put(blobs.segment_key(self.number), value, append=True)
+        self.number += 1
+        self.segments += 1
+        del pending[:n]
+        return raw
+
+    def _solid(self, pending: list[tuple[bytes, bytes]], n: int) -> bytes:
+        return blobs.solid_segment(b"".join(plain for _, plain in pending[:n]),
+                                   SEGMENT_LEVEL, self.did)
 
     def segmented(self, items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
         """``items`` (key, stored form) of the blob table, the segmented ones replaced by
@@ -258,10 +313,3 @@ class Segmenter:
     def count(self) -> int:
         """Forms put into segments."""
         return len(self.refs)
-
-    def _flush(self) -> None:
-        if self.buffer:
-            self.cursor.put(blobs.segment_key(self.number),
-                            blobs.solid_segment(bytes(self.buffer), SEGMENT_LEVEL), append=True)
-            self.number += 1
-            self.buffer = bytearray()

@@ -767,3 +767,25 @@ def test_a_reader_opened_before_the_store_had_dictionaries_reads_packed_forms_a_
             got = blobs.BlobReader(txn, reader._db).content(packed_ids[0])
         assert blobs.hashes_to(packed_ids[0], got)
         assert reader.read("kept.txt") == b"from before\n"
+
+
+def test_segments_are_compressed_with_the_store_dictionary_and_fill_their_pages(
+        packed, store_path):
+    repo, before, _ = packed
+    (did_key,) = _zdict(repo)
+    segments = list(_segments(repo).values())
+    assert len(segments) >= 3
+    assert {blobs.frame_dictionary(v[17:]) for v in segments} == \
+        {int.from_bytes(did_key, "big")}
+    # A large value takes whole pages of its own (a 16-byte header on the first): each
+    # segment but the last takes forms until its last page is nearly full.
+    psize = repo._env.env.stat()["psize"]
+    free = sorted(-(-(len(v) + 16) // psize) * psize - 16 - len(v) for v in segments[:-1])
+    assert free[len(free) // 2] < psize // 8, free
+    repo.close()
+    put_raw(store_path, "zdict", did_key, None)
+    blobs.forget_dictionaries([int.from_bytes(did_key, "big")])
+    blobs.SEGMENTS.clear()
+    said = refused(store_path, "verify")
+    assert "segment 1: a segment of packed history is compressed with dictionary " \
+        f"{int.from_bytes(did_key, 'big')}, which the store lacks" in said
