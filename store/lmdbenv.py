@@ -247,6 +247,20 @@ def _space_hint(path: str) -> str:
     return ""
 
 
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    pass
+
+
+def _counted(items, progress, stage: str, total: int, start: int = 0):
+    """``items``, calling ``progress(stage, done, total)`` every 1,024 of them (``done``
+    counted from ``start``)."""
+    for n, item in enumerate(items, start + 1):
+        if n % 1024 == 0:
+            progress(stage, n, total)
+        yield item
+
+
 class StoreEnv:
     """One LMDB environment with the store's tables; shared by every Repo of a process."""
 
@@ -619,8 +633,9 @@ class StoreEnv:
             total += st.st_blocks * 512
         return total
 
-    def compact(self, pack: bool = True) -> tuple[int, int]:
-        """Rewrite the store densely; returns (bytes on disk before, after).
+    def compact(self, pack: bool = True, progress=None) -> tuple[int, int]:
+        """Rewrite the store densely; returns (bytes on disk before, after); ``progress``:
+        called (stage, done, total) along the way.
 
         Every table is copied in key order with LMDB's append mode, so the copy
         has no free pages and full leaf pages (random-key inserts leave pages
@@ -645,7 +660,7 @@ class StoreEnv:
                 fcntl.flock(self._lockfd, fcntl.LOCK_SH)  # others may open it meanwhile
                 before = self.disk_size()
                 shutil.rmtree(tmpdir, ignore_errors=True)
-                fmt, copied = self._dense_copy(tmpdir, pack)
+                fmt, copied = self._dense_copy(tmpdir, pack, progress or _no_progress)
                 try:
                     fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError as exc:
@@ -684,7 +699,7 @@ class StoreEnv:
             os.close(dirfd)
         self._open_lmdb()
 
-    def _dense_copy(self, dest: str, pack: bool) -> tuple[int, int]:
+    def _dense_copy(self, dest: str, pack: bool, progress) -> tuple[int, int]:
         """Copy the store into ``dest``: (the format the copy needs: ``FORMAT``,
         ``PACKED_FORMAT`` when forms there are packed, ``PACKED_HISTORY_FORMAT`` when local
         tables are in runs, ``SOLID_HISTORY_FORMAT`` when forms are in segments; the id of
@@ -711,8 +726,11 @@ class StoreEnv:
                         runs += folded(value)
                         yield key, value
 
+                forms_total = src.stat(self.db["blob"])["entries"]
                 if pack:
-                    raw = packing.train(stored_forms())
+                    raw = packing.train(_counted(stored_forms(), progress,
+                                                 "compact: train a dictionary", forms_total))
+                    progress("compact: train a dictionary", forms_total, forms_total)
                     packer = packing.Packer(raw) if raw is not None else None
                     segmenter = packing.Segmenter(
                         dst.cursor(db=out.open_db(b"segment", txn=dst)), out.stat()["psize"],
@@ -720,18 +738,25 @@ class StoreEnv:
                         packer.did if packer is not None else 0)
                     segmenter.fill(forms, src.cursor(db=self.db["blob"]).iternext(),
                                    {bytes(k) for k in src.cursor(db=self.db["checkin"])
-                                    .iternext(values=False)})
+                                    .iternext(values=False)},
+                                   lambda n, total: progress("compact: pack history", n, total))
                 # Parts no artifact names (a cut or refused upload) are dropped, but not
                 # those an upload of this process staged and has yet to name; ``blob`` is
                 # copied before ``chunk``, ``zdict`` and ``segment`` (ALL_TABLES), noting
                 # the parts it names, packing its forms and filling the segments.
                 keep = chunks.live_parts()
+                total = sum(src.stat(self.db[name])["entries"] for name in ALL_TABLES
+                            if name != "segment")
+                done = 0
                 for name in ALL_TABLES:
                     target = out.open_db(name.encode(), txn=dst)
                     cur = dst.cursor(db=target)
                     items = src.cursor(db=self.db[name]).iternext()
-                    if name == "blob":
-                        items = chunks.noting_parts(stored_forms(), keep)
+                    entries = src.stat(self.db[name])["entries"] if name != "segment" else 0
+                    if name == "blob":  # most of a store's entries: its progress shown
+                        items = chunks.noting_parts(
+                            _counted(stored_forms(), progress, "compact: copy", total, done),
+                            keep)
                         if segmenter is not None:
                             items = segmenter.segmented(items)
                         if packer is not None:  # the forms left in ``blob``
@@ -759,6 +784,8 @@ class StoreEnv:
                             f"cannot compact {self.path}: table {name} is damaged ({exc}); "
                             "nothing was changed: run 'herofossil verify', then 'herofossil "
                             "rebuild'") from exc
+                    done += entries
+                    progress("compact: copy", done, total)
             out.sync(True)
         finally:
             out.close()

@@ -226,9 +226,10 @@ class Segmenter:
         self.segments = 0  # written
 
     def fill(self, forms: blobs.BlobReader, items: Iterable[tuple[bytes, bytes]],
-             checkin_ids: set[bytes]) -> None:
+             checkin_ids: set[bytes], progress=None) -> None:
         """Segment the cold forms of ``items`` (key, value of ``blob``), read through
-        ``forms``; ``checkin_ids``: the ids of the manifests among them."""
+        ``forms``; ``checkin_ids``: the ids of the manifests among them; ``progress``:
+        called (forms done, forms in all) along the way."""
         bases: dict[bytes, bytes | None] = {}
         for aid, value in items:
             aid = bytes(aid)
@@ -248,7 +249,9 @@ class Segmenter:
 
         pending: list[tuple[bytes, bytes]] = []  # forms in order, not yet in a segment
         held = 0
-        for aid in sorted(bases, key=order):
+        for n, aid in enumerate(sorted(bases, key=order), 1):
+            if progress is not None and n % 256 == 0:
+                progress(n, len(bases))
             stored = forms.stored(aid)
             plain = blobs.RAW + blobs.decode_whole(stored, aid) if bases[aid] is None else \
                 blobs.RAW_DELTA + bases[aid] + blobs.delta_payload(stored, aid)
@@ -261,6 +264,8 @@ class Segmenter:
                 held -= self._write(pending)
         while pending:
             self._write(pending)
+        if progress is not None:
+            progress(len(bases), len(bases))
 
     def _write(self, pending: list[tuple[bytes, bytes]]) -> int:
         """Write the next segment: the first forms of ``pending`` (taken from it) making

@@ -658,13 +658,14 @@ class Repo:
 
         return rebuild(self._env, progress or _quiet)
 
-    def compact(self, pack: bool = True) -> tuple[int, int]:
-        """Give LMDB's free pages back to the disk and, with ``pack``, compress the stored
-        forms with a dictionary trained on them (``packing``); (bytes before, after).
+    def compact(self, pack: bool = True, progress=None) -> tuple[int, int]:
+        """Give LMDB's free pages back to the disk and, with ``pack``, pack its history
+        (``packing``); (bytes before, after). ``progress``: called (stage, done, total)
+        along the way.
 
         Needs the store to be open in no other process.
         """
-        return self._env.compact(pack)
+        return self._env.compact(pack, progress)
 
     def stats(self) -> dict:
         """Counts and sizes of the store."""

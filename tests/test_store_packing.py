@@ -769,7 +769,7 @@ def test_a_reader_opened_before_the_store_had_dictionaries_reads_packed_forms_a_
         assert reader.read("kept.txt") == b"from before\n"
 
 
-def test_segments_are_compressed_with_the_store_dictionary_and_fill_their_pages(
+def test_segments_are_compressed_with_the_store_dictionary(
         packed, store_path):
     repo, before, _ = packed
     (did_key,) = _zdict(repo)
@@ -777,11 +777,6 @@ def test_segments_are_compressed_with_the_store_dictionary_and_fill_their_pages(
     assert len(segments) >= 3
     assert {blobs.frame_dictionary(v[17:]) for v in segments} == \
         {int.from_bytes(did_key, "big")}
-    # A large value takes whole pages of its own (a 16-byte header on the first): each
-    # segment but the last takes forms until its last page is nearly full.
-    psize = repo._env.env.stat()["psize"]
-    free = sorted(-(-(len(v) + 16) // psize) * psize - 16 - len(v) for v in segments[:-1])
-    assert free[len(free) // 2] < psize // 8, free
     repo.close()
     put_raw(store_path, "zdict", did_key, None)
     blobs.forget_dictionaries([int.from_bytes(did_key, "big")])
@@ -789,3 +784,46 @@ def test_segments_are_compressed_with_the_store_dictionary_and_fill_their_pages(
     said = refused(store_path, "verify")
     assert "segment 1: a segment of packed history is compressed with dictionary " \
         f"{int.from_bytes(did_key, 'big')}, which the store lacks" in said
+
+
+def test_compact_reports_each_stage_up_to_its_total(store_path):
+    repo = herofossil.open(store_path, create=True)
+    _make_history(repo)
+    calls = []
+    repo.compact(progress=lambda stage, done, total: calls.append((stage, done, total)))
+    stages = list(dict.fromkeys(stage for stage, _, _ in calls))
+    assert stages == ["compact: train a dictionary", "compact: pack history", "compact: copy"]
+    for stage in stages:
+        seen = [(done, total) for s, done, total in calls if s == stage]
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # never backwards
+        assert seen[-1][0] == seen[-1][1] > 0  # ends at its total
+    assert repo.verify().ok
+    repo.close()
+
+
+def test_a_segment_takes_forms_until_its_last_page_is_nearly_full(tmp_path):
+    """A large value takes whole pages of its own (a 16-byte header on the first)."""
+    rnd = random.Random(7)
+    words = [bytes(rnd.choices(b"abcdefghijklmnop", k=rnd.randint(3, 9))) for _ in range(400)]
+    env = lmdb.open(str(tmp_path / "s"), max_dbs=2)
+    psize = env.stat()["psize"]
+    with env.begin(write=True) as txn:
+        seg = packing.Segmenter(txn.cursor(db=env.open_db(b"segment", txn=txn)), psize, set())
+        pending = [(bytes([n % 256, n // 256]) * 16,
+                    blobs.RAW + b" ".join(rnd.choices(words, k=rnd.randint(30, 60))))
+                   for n in range(2000)]
+        forms = dict(pending)
+        while len(pending) > 200:
+            seg._write(pending)
+        values = [bytes(v) for v in txn.cursor(db=env.open_db(b"segment", txn=txn))
+                  .iternext(keys=False)]
+    env.close()
+    assert len(values) >= 5
+    for value in values:
+        free = -(-(len(value) + 16) // psize) * psize - 16 - len(value)
+        assert free < psize // 8
+        assert len(blobs.segment_forms(value)) >= packing.SEGMENT_BYTES
+    # Every form taken is in its segment at the place its reference names.
+    for aid, ref in seg.refs.items():
+        assert blobs.form_in_segment(aid, ref, lambda key, _: blobs.segment_forms(
+            values[int.from_bytes(key, "big") - 1])) == forms[aid]

@@ -273,8 +273,12 @@ def cmd_rebuild(args):
 
 
 def cmd_compact(args):
+    progress = _progress(args)
     with _repo(args) as repo:
-        before, after = repo.compact()
+        try:
+            before, after = repo.compact(progress=progress)
+        finally:
+            progress.close()
     _out(f"compacted: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB on disk")
 
 
