@@ -247,7 +247,6 @@ def _space_hint(path: str) -> str:
     return ""
 
 
-
 def _no_progress(stage: str, done: int, total: int | None) -> None:
     pass
 
