@@ -463,26 +463,31 @@ def segment_forms(value, what: bytes = b"") -> bytes:
     digest = bytes(value[1:_SOLID_HEAD])
     forms = SEGMENTS.get(digest)
     if forms is None:
-        # All of it, in one call: decompressing only as far as a read needs (zstd's
-        # streaming API) took longer on the real history's 64 and 256 KB segments.
-        frame = bytes(value[_SOLID_HEAD:])
-        try:
-            forms = decompressor(frame, what).decompress(frame)
-        except zstandard.ZstdError as exc:
-            holding = f" holding artifact {id_name(what)}" if what else ""
-            raise IntegrityError(f"a segment of packed history{holding} is damaged: "
-                                 f"{exc}") from exc
         # The frame's checksum covers the forms; the digest is checked by ``verify``
-        # (``segment_digest_holds``), not here: hashing would double a read's cost.
+        # (``segment_digest_holds``), not here: hashing would add half to a read's cost.
+        forms = _solid_forms(value, what)
         SEGMENTS.put(digest, forms)
     return forms
 
 
+def _solid_forms(value, what: bytes) -> bytes:
+    # All of it, in one call: decompressing only as far as a read needs (zstd's streaming
+    # API) took longer on the real history's 64 and 256 KB segments.
+    frame = bytes(value[_SOLID_HEAD:])
+    try:
+        return decompressor(frame, what).decompress(frame)
+    except zstandard.ZstdError as exc:
+        holding = f" holding artifact {id_name(what)}" if what else ""
+        raise IntegrityError(f"a segment of packed history{holding} is damaged: "
+                             f"{exc}") from exc
+
+
 def segment_digest_holds(value) -> bool:
-    """True unless ``value`` is a solid segment whose forms do not hash to its digest."""
+    """True unless ``value`` is a solid segment whose forms do not hash to its digest
+    (decompressed from ``value`` itself, never taken from ``SEGMENTS``)."""
     if value[:1] != SOLID:
         return True
-    forms = segment_forms(value)
+    forms = _solid_forms(value, b"")
     return hashlib.blake2b(forms, digest_size=_SOLID_HEAD - 1).digest() == \
         bytes(value[1:_SOLID_HEAD])
 
