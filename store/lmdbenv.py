@@ -9,6 +9,7 @@ else (see ``StoreEnv.write``). The folder holds LMDB's ``data.mdb`` and
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -245,6 +246,27 @@ def _space_hint(path: str) -> str:
     except (OSError, ValueError):
         pass
     return ""
+
+
+# What LMDB raises for a damaged data file (as opposed to a failed write: full disk, I/O
+# error, file-size limit).
+_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadValsizeError,
+           lmdb.InvalidError, lmdb.PanicError, lmdb.VersionMismatchError)
+
+
+@contextlib.contextmanager
+def _copy_errors(path: str):
+    """A failed write of ``compact``'s copy as ``StoreError`` (a damaged read of the store
+    passes on: its snapshot names it)."""
+    try:
+        yield
+    except _DAMAGE:
+        raise
+    except lmdb.Error as exc:
+        reason = (str(exc).partition(": ")[2] or str(exc)) + _space_hint(path)
+        raise StoreError(f"cannot compact {path}: writing its copy failed: {reason}; a "
+                         "compact needs free space for a whole copy of the store; nothing "
+                         "was changed", store=path) from exc
 
 
 def _no_progress(stage: str, done: int, total: int | None) -> None:
@@ -706,9 +728,13 @@ class StoreEnv:
         from herofossil.store import blobs, checkins, chunks, packing, sequences
 
         size = max(self.env.info()["map_size"], self.map_size)
-        out = lmdb_open(dest, size, sync=False, metasync=False)
+        # No lock file: the copy is this compact's alone, and LMDB writes its lock file
+        # through a mapping, which on a full disk kills the process with SIGBUS.
+        with _copy_errors(self.path):
+            out = lmdb_open(dest, size, sync=False, metasync=False, lock=False)
         try:
-            with self.read() as src, out.begin(write=True) as dst:
+            # ``_copy_errors`` sees the copy's commit fail before the snapshot ends.
+            with self.read() as src, _copy_errors(self.path), out.begin(write=True) as dst:
                 copied = src.id()
                 forms = blobs.BlobReader(src, self.db)
 
@@ -785,7 +811,8 @@ class StoreEnv:
                             "rebuild'") from exc
                     done += entries
                     progress("compact: copy", done, total)
-            out.sync(True)
+            with _copy_errors(self.path):
+                out.sync(True)
         finally:
             out.close()
         if segmenter is not None and segmenter.count:

@@ -392,3 +392,61 @@ def test_a_large_streamed_put_under_a_fault_names_nothing_and_loses_nothing(
     cli("put", "big.bin", input=big)  # the fault is over: the same upload goes in whole
     assert _sha(cli("cat", "big.bin").stdout) == _sha(big)
     assert cli("verify").returncode == 0
+
+
+@linux_only
+@pytest.mark.parametrize("room", [0.0, 0.1, 0.3])
+def test_a_compact_without_room_for_its_copy_raises_store_error_and_changes_nothing(
+        tmp_path, room):
+    """``compact`` writes a whole copy before it swaps it in: on a filesystem with room for
+    none or part of it (``room``, of the store's size) the copy fails with StoreError (no
+    SIGBUS, no damage reported), the store stays as it was (every version, verify),
+    nothing of the copy is left, and a compact once space is back packs it."""
+    import random
+
+    from herofossil.store import lmdbenv
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        store = mnt / "store"
+        rng = random.Random(5)
+        with herofossil.open(str(store), create=True) as repo:
+            for n in range(300):
+                words = " ".join(f"w{rng.randrange(2000)}" for _ in range(rng.randint(50, 400)))
+                repo.write(f"etc/{n % 40}.toml", f"# {n}\n{words}\n".encode())
+            before = {c.id: {p: repo.read(p, at=c.id) for p in repo.files(c.id)}
+                      for c in repo.log()}
+        used = sum(f.stat().st_blocks * 512 for f in store.iterdir())
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        ballast = mnt / "ballast"
+        ballast.write_bytes(b"\0" * (free - int(used * room)))  # room for part of a copy
+        marker = (store / lmdbenv.MARKER).read_text()
+        with herofossil.open(str(store)) as repo:
+            with pytest.raises(StoreError) as caught:
+                repo.compact()
+            print(f"refused: {caught.value}")
+            assert "space" in str(caught.value).lower()
+            assert not (store / "compact.tmp").exists()
+            assert (store / lmdbenv.MARKER).read_text() == marker
+            assert repo.verify().ok
+            assert {c.id: {p: repo.read(p, at=c.id) for p in repo.files(c.id)}
+                    for c in repo.log()} == before
+        cli = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store), "compact"],
+                             capture_output=True, text=True)
+        assert cli.returncode != 0 and "Traceback" not in cli.stderr
+        assert len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+        ballast.unlink()
+        with herofossil.open(str(store)) as repo:
+            _, after = repo.compact()
+            assert after > used * room  # the copy needed more room than it had
+            assert repo.stats()["segmented"] > 0
+            assert repo.verify().ok
+            assert {c.id: {p: repo.read(p, at=c.id) for p in repo.files(c.id)}
+                    for c in repo.log()} == before
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
