@@ -8,7 +8,8 @@ global state (the repository itself)
     ``zdict``    dictionary id (4 bytes, big-endian) -> a zstd dictionary that stored
                  forms of ``blob`` are compressed with (see ``packing``)
     ``segment``  segment number (4 bytes, big-endian) -> stored forms of packed history
-                 end to end, which ``blob`` refers to (see ``blobs``; made by ``compact``)
+                 end to end, compressed together, which ``blob`` refers to (see
+                 ``blobs``; made by ``compact``)
 
 local state (``rebuild`` regenerates it from ``blob``)
     ``seq``      insert sequence (8-byte big-endian) -> artifact id (after ``compact``: runs
@@ -33,7 +34,12 @@ outside the versioned tree, kept by ``rebuild``
 
 from __future__ import annotations
 
+import errno
+import os
+
 import lmdb
+
+from herofossil.errors import StoreError
 
 GLOBAL_TABLES = ("blob", "chunk", "zdict", "segment")
 LOCAL_TABLES = (
@@ -58,8 +64,77 @@ ALL_TABLES = GLOBAL_TABLES + LOCAL_TABLES + KEPT_TABLES
 LATER_TABLES = ("chunk", "zdict", "segment")
 
 
+# The size a lock file is made with when none is there: LMDB keeps a larger one as it is
+# (its reader table then has more slots: about 900 here) and needs 24.8 KB for 256 readers.
+LOCK_BYTES = 64 << 10
+
+
 def lmdb_open(path: str, map_size: int, **options) -> lmdb.Environment:
     """An LMDB environment in directory ``path`` with room for every table of the schema;
     ``options`` are the rest of ``lmdb.open``'s (sync, readonly, lock, ...)."""
+    if options.get("lock", True):
+        allocate_lock_file(path)
     return lmdb.open(path, map_size=map_size, max_dbs=len(ALL_TABLES) + 2, subdir=True,
                      **options)
+
+
+def allocate_lock_file(path: str) -> None:
+    """Give ``path``'s LMDB lock file its disk blocks before LMDB maps it: LMDB writes the
+    file through a shared mapping, and on a full disk a page without a block kills the
+    process with SIGBUS. ``StoreError`` when the disk has no room for a new one; nothing
+    when the directory cannot be written (LMDB then says why, or reads without a lock
+    file)."""
+    lock = os.path.join(path, "lock.mdb")
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        fd = _new_lock_file(path, lock)
+    except OSError:
+        return
+    if fd is None:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size:  # its holes only: its size (shared with every process using it) stays
+            os.posix_fallocate(fd, 0, size)
+    except OSError:
+        # An earlier release's (LMDB makes it sparse) on a full disk: reads still work as
+        # they did (the pages LMDB touched have their blocks).
+        pass
+    finally:
+        os.close(fd)
+
+
+def _new_lock_file(path: str, lock: str) -> int | None:
+    """A lock file of ``LOCK_BYTES`` with its blocks, put in place whole (another process
+    may be making one too: the first to link it wins); its descriptor, or None."""
+    tmp = f"{lock}.{os.getpid()}.new"
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError:
+        return None  # a directory missing or not writable: LMDB reports it
+    try:
+        try:
+            os.posix_fallocate(fd, 0, LOCK_BYTES)
+        except OSError as exc:
+            _no_room(path, exc)
+        try:
+            os.link(tmp, lock)
+        except FileExistsError:
+            pass
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+    try:
+        return os.open(lock, os.O_RDWR)
+    except OSError:
+        return None
+
+
+def _no_room(path: str, exc: OSError) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        raise StoreError(f"cannot open store {path}: no room on its disk for LMDB's lock "
+                         f"file ({exc.strerror})", store=path) from exc
+    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without it
+        raise StoreError(f"cannot open store {path}: its lock file: {exc.strerror}",
+                         store=path) from exc

@@ -450,3 +450,43 @@ def test_a_compact_without_room_for_its_copy_raises_store_error_and_changes_noth
                     for c in repo.log()} == before
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@linux_only
+def test_a_store_created_on_a_full_disk_is_refused_with_store_error_not_killed_by_sigbus(
+        tmp_path):
+    """LMDB writes its lock file through a mapping: a page without a disk block killed the
+    process with SIGBUS (``herofossil init`` exited by signal 7). The lock file is now made
+    with its blocks first, and a disk without room for it is a StoreError."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        with herofossil.open(str(mnt / "made"), create=True) as repo:  # made with room
+            repo.write("a.txt", b"kept\n")
+        lock = mnt / "made" / "lock.mdb"
+        assert lock.stat().st_blocks * 512 >= lock.stat().st_size  # no holes
+        fd = os.open(mnt / "ballast", os.O_WRONLY | os.O_CREAT)  # the rest of the disk
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        cli = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(mnt / "new"),
+                              "init"], capture_output=True, text=True)
+        assert cli.returncode > 0, (cli.returncode, cli.stderr)  # an exit, not a signal
+        assert cli.stderr.count("\n") == 1 and "no room" in cli.stderr, cli.stderr
+        with pytest.raises(StoreError, match="no room on its disk"):
+            herofossil.open(str(mnt / "new2"), create=True)
+        with herofossil.open(str(mnt / "made")) as repo:  # the full disk's store still reads
+            assert repo.read("a.txt") == b"kept\n"
+            with pytest.raises(StoreError):
+                repo.write("b.txt", b"x" * 200_000)
+            assert repo.verify().ok
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
