@@ -8,6 +8,7 @@ Real full filesystems too: a small tmpfs, and a file-size limit (RLIMIT_FSIZE).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,21 @@ from herofossil.errors import StoreError
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the iofault shim needs Linux (LD_PRELOAD, /proc)")
+
+
+@contextlib.contextmanager
+def _small_tmpfs(mnt, size: str):
+    """A tmpfs of ``size`` (mount's spelling) mounted at ``mnt``, unmounted after; the test
+    is skipped where mounting is not allowed (not root)."""
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def _data_file(store) -> str:
@@ -310,20 +326,13 @@ def _check_fill(store, first, second, what):
 def test_full_tmpfs_refuses_the_write_with_store_error_and_keeps_every_acknowledged_one(
         tmp_path):
     mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    with _small_tmpfs(mnt, "3m"):
         store = mnt / "store"
         herofossil.open(str(store), create=True).close()
         ballast = mnt / "ballast"
         ballast.write_bytes(os.urandom(600_000))
         first, second = _fill_until_full(store, "tmpfs", 0, ballast.unlink)
         _check_fill(store, first, second, "tmpfs of 3 MiB")
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_file_size_limit_refuses_the_write_with_store_error_and_keeps_every_acknowledged_one(
@@ -407,12 +416,7 @@ def test_a_compact_without_room_for_its_copy_raises_store_error_and_changes_noth
     from herofossil.store import lmdbenv
 
     mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    with _small_tmpfs(mnt, "6m"):
         store = mnt / "store"
         rng = random.Random(5)
         with herofossil.open(str(store), create=True) as repo:
@@ -448,8 +452,6 @@ def test_a_compact_without_room_for_its_copy_raises_store_error_and_changes_noth
             assert repo.verify().ok
             assert {c.id: {p: repo.read(p, at=c.id) for p in repo.files(c.id)}
                     for c in repo.log()} == before
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 @linux_only
@@ -459,12 +461,7 @@ def test_a_store_created_on_a_full_disk_is_refused_with_store_error_not_killed_b
     process with SIGBUS (``herofossil init`` exited by signal 7). The lock file is now made
     with its blocks first, and a disk without room for it is a StoreError."""
     mnt = tmp_path / "full"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    with _small_tmpfs(mnt, "1m"):
         with herofossil.open(str(mnt / "made"), create=True) as repo:  # made with room
             repo.write("a.txt", b"kept\n")
         lock = mnt / "made" / "lock.mdb"
@@ -488,5 +485,3 @@ def test_a_store_created_on_a_full_disk_is_refused_with_store_error_not_killed_b
             with pytest.raises(StoreError):
                 repo.write("b.txt", b"x" * 200_000)
             assert repo.verify().ok
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
