@@ -394,22 +394,30 @@ def stored_dictionary(stored) -> int:
     return 0
 
 
+def packed_form(data: bytes, base: bytes | None, did: int) -> bytes:
+    """The stored form of ``data`` (an artifact's bytes, or with ``base`` a delta's payload
+    on it) compressed with dictionary ``did`` (registered), as ``compact`` packs a form."""
+    level = DICT_LEVEL_SMALL if len(data) <= DICT_SMALL else DICT_LEVEL_LARGE
+    head = WHOLE if base is None else DELTA + base
+    return head + _cached_compressor(did, level, base is None).compress(data)
+
+
+def _cached_compressor(did: int, level: int, checksum: bool) -> zstandard.ZstdCompressor:
+    return _thread_cached(f"zcdict{level}{checksum}", did,
+                          lambda: dictionary_compressor(did, level, checksum))
+
+
 def compressed_form(stored: bytes, did: int = 0) -> bytes:
     """``stored`` compressed where it is kept uncompressed (b"R", b"d") and that helps;
     with dictionary ``did`` (registered) when not 0, as ``compact`` packs a form."""
     kind = stored[:1]
     if kind not in (RAW, RAW_DELTA):
         return stored
+    base = None if kind == RAW else stored[1:1 + ID_LEN]
+    data = stored[1:] if base is None else stored[1 + ID_LEN:]
     if not did:
-        return encode_whole(stored[1:]) if kind == RAW else \
-            encode_delta(stored[1:1 + ID_LEN], stored[1 + ID_LEN:])
-    whole = kind == RAW
-    head = WHOLE if whole else DELTA + stored[1:1 + ID_LEN]
-    data = stored[1:] if whole else stored[1 + ID_LEN:]
-    level = DICT_LEVEL_SMALL if len(data) <= DICT_SMALL else DICT_LEVEL_LARGE
-    packed = head + _thread_cached(
-        f"zcdict{level}{whole}", did,
-        lambda: dictionary_compressor(did, level, whole)).compress(data)
+        return encode_whole(data) if base is None else encode_delta(base, data)
+    packed = packed_form(data, base, did)
     return packed if len(packed) < len(stored) else stored
 
 
@@ -449,8 +457,7 @@ def solid_segment(forms: bytes, level: int, did: int = 0) -> bytes:
     """The ``segment`` value holding ``forms`` (end to end) compressed as one frame, with
     dictionary ``did`` (registered; the frame names it) unless 0."""
     digest = hashlib.blake2b(forms, digest_size=_SOLID_HEAD - 1).digest()
-    compressor = _thread_cached(f"zcseg{level}", did, lambda: dictionary_compressor(
-        did, level, True)) if did else _zc(level)
+    compressor = _cached_compressor(did, level, True) if did else _zc(level)
     return SOLID + digest + compressor.compress(forms)
 
 

@@ -316,7 +316,9 @@ def portable(txn, dbs, aid: bytes, stored: bytes, packed: bool = False) -> bytes
     stored = blobs.resolve(txn, dbs, aid, stored)
     if blobs.is_chunked(stored):
         return blobs.encode_whole(BlobReader(txn, dbs).content(bytes(aid)))
-    stored = blobs.compressed_form(bytes(stored), _dictionary_of(txn, dbs) if packed else 0)
+    stored = bytes(stored)
+    if stored[:1] in (blobs.RAW, blobs.RAW_DELTA):  # the store's dictionary looked up then only
+        stored = blobs.compressed_form(stored, _dictionary_of(txn, dbs) if packed else 0)
     return stored if packed else blobs.plain_form(stored, bytes(aid))
 
 

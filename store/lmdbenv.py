@@ -269,10 +269,6 @@ def _copy_errors(path: str):
                          "was changed", store=path) from exc
 
 
-def _no_progress(stage: str, done: int, total: int | None) -> None:
-    pass
-
-
 def _counted(items, progress, stage: str, total: int, start: int = 0):
     """``items``, calling ``progress(stage, done, total)`` every 1,024 of them (``done``
     counted from ``start``)."""
@@ -670,6 +666,8 @@ class StoreEnv:
         waits for a compact); the store is then in use and the copy is dropped, nothing
         changed (``StoreError``). Only the swap of the files excludes other opens.
         """
+        from herofossil.store.maintenance import _quiet
+
         with self.write_lock:
             try:
                 fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -681,7 +679,7 @@ class StoreEnv:
                 fcntl.flock(self._lockfd, fcntl.LOCK_SH)  # others may open it meanwhile
                 before = self.disk_size()
                 shutil.rmtree(tmpdir, ignore_errors=True)
-                fmt, copied = self._dense_copy(tmpdir, pack, progress or _no_progress)
+                fmt, copied = self._dense_copy(tmpdir, pack, progress or _quiet)
                 try:
                     fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError as exc:
@@ -751,8 +749,8 @@ class StoreEnv:
                         runs += folded(value)
                         yield key, value
 
-                forms_total = src.stat(self.db["blob"])["entries"]
                 if pack:
+                    forms_total = src.stat(self.db["blob"])["entries"]
                     raw = packing.train(_counted(stored_forms(), progress,
                                                  "compact: train a dictionary", forms_total))
                     progress("compact: train a dictionary", forms_total, forms_total)

@@ -44,9 +44,6 @@ MIN_DICT_SIZE = 4 << 10  # zstd's smallest useful one
 SAMPLE_MAX = 16 << 10  # artifacts larger than this gain little from a dictionary
 SAMPLE_BYTES = 8 << 20  # zstd wants ~100x the dictionary's size of samples; more is slower
 MIN_SAMPLES = 64  # below this a store is too small for a dictionary to pay its own size
-SMALL = blobs.DICT_SMALL
-LEVEL_SMALL = blobs.DICT_LEVEL_SMALL
-LEVEL_LARGE = blobs.DICT_LEVEL_LARGE
 
 
 def payload(aid: bytes, stored: bytes) -> bytes | None:
@@ -90,7 +87,7 @@ def train(forms: Iterable[tuple[bytes, bytes]]) -> bytes | None:
             continue
         try:
             trained = zstandard.train_dictionary(dict_size, samples, k=256, d=8,
-                                                 level=LEVEL_LARGE)
+                                                 level=blobs.DICT_LEVEL_LARGE)
         except zstandard.ZstdError:
             continue  # zstd found nothing to learn (e.g. random bytes)
         raw = blobs.with_dictionary_id(trained.as_bytes())
@@ -109,12 +106,8 @@ class Packer:
         self.did = blobs.register_dictionary(raw)
         self.raw = raw
         self.key = self.did.to_bytes(4, "big")  # its key in the ``zdict`` table
-        self.whole = {level: blobs.dictionary_compressor(self.did, level, True)
-                      for level in (LEVEL_SMALL, LEVEL_LARGE)}
-        self.delta = {level: blobs.dictionary_compressor(self.did, level, False)
-                      for level in (LEVEL_SMALL, LEVEL_LARGE)}
         # Check-in records are local state (verify derives them again): no checksum.
-        self.record = blobs.dictionary_compressor(self.did, LEVEL_SMALL, False)
+        self.record = blobs.dictionary_compressor(self.did, blobs.DICT_LEVEL_SMALL, False)
         self.count = 0  # stored forms compressed with the dictionary (now or already)
 
     def pack(self, aid: bytes, stored: bytes) -> bytes:
@@ -129,12 +122,7 @@ class Packer:
         data = payload(aid, stored)
         if data is None:
             return stored
-        level = LEVEL_SMALL if len(data) <= SMALL else LEVEL_LARGE
-        base = blobs.delta_base(stored)
-        if base is None:
-            packed = blobs.WHOLE + self.whole[level].compress(data)
-        else:
-            packed = blobs.DELTA + base + self.delta[level].compress(data)
+        packed = blobs.packed_form(data, blobs.delta_base(stored), self.did)
         # A form with another dictionary is rewritten either way: that one is dropped.
         kept = blobs.plain_form(stored, aid) if old else stored
         if len(packed) >= len(kept):

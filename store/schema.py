@@ -79,56 +79,31 @@ def lmdb_open(path: str, map_size: int, **options) -> lmdb.Environment:
 
 
 def allocate_lock_file(path: str) -> None:
-    """Give ``path``'s LMDB lock file its disk blocks before LMDB maps it: LMDB writes the
-    file through a shared mapping, and on a full disk a page without a block kills the
-    process with SIGBUS. ``StoreError`` when the disk has no room for a new one; nothing
-    when the directory cannot be written (LMDB then says why, or reads without a lock
-    file)."""
+    """Make ``path``'s LMDB lock file, when it has none, with its disk blocks before LMDB
+    maps it: LMDB writes the file through a shared mapping, and on a full disk a page
+    without a block kills the process with SIGBUS. ``StoreError`` when the disk has no
+    room; nothing when the directory cannot be written (LMDB then says why, or reads
+    without a lock file). An existing one stays as it is: others may have it mapped."""
     lock = os.path.join(path, "lock.mdb")
-    try:
-        fd = os.open(lock, os.O_RDWR)
-    except FileNotFoundError:
-        fd = _new_lock_file(path, lock)
-    except OSError:
+    if os.path.exists(lock):
         return
-    if fd is None:
-        return
-    try:
-        size = os.fstat(fd).st_size
-        if size:  # its holes only: its size (shared with every process using it) stays
-            os.posix_fallocate(fd, 0, size)
-    except OSError:
-        # An earlier release's (LMDB makes it sparse) on a full disk: reads still work as
-        # they did (the pages LMDB touched have their blocks).
-        pass
-    finally:
-        os.close(fd)
-
-
-def _new_lock_file(path: str, lock: str) -> int | None:
-    """A lock file of ``LOCK_BYTES`` with its blocks, put in place whole (another process
-    may be making one too: the first to link it wins); its descriptor, or None."""
     tmp = f"{lock}.{os.getpid()}.new"
     try:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     except OSError:
-        return None  # a directory missing or not writable: LMDB reports it
+        return  # a directory missing or not writable: LMDB reports it
     try:
         try:
             os.posix_fallocate(fd, 0, LOCK_BYTES)
         except OSError as exc:
             _no_room(path, exc)
-        try:
+        try:  # put in place whole: another process may be making one too, the first wins
             os.link(tmp, lock)
         except FileExistsError:
             pass
     finally:
         os.close(fd)
         os.unlink(tmp)
-    try:
-        return os.open(lock, os.O_RDWR)
-    except OSError:
-        return None
 
 
 def _no_room(path: str, exc: OSError) -> None:
