@@ -793,11 +793,12 @@ class StoreEnv:
                     elif name == "chunk":
                         items = (item for item in items if item[0] in keep)
                     elif name == "checkin" and packer is not None:
-                        items = packer.packed_records(items)
+                        # ``blob`` was copied before: whether the dictionary stays is known.
+                        items = packer.packed_records(
+                            items, bool(packer.count or segmenter.segments))
                     elif name == "zdict" and packer is not None:
                         # Every form of another dictionary was rewritten: only this one
-                        # is named, if any form or segment took it (``blob`` is copied
-                        # first; the records after, packed only if a form did).
+                        # is named, if any form or segment took it (then the records did).
                         items = iter([(packer.key, packer.raw)]
                                      if packer.count or segmenter.segments else [])
                     try:

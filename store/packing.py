@@ -135,14 +135,14 @@ class Packer:
         for aid, stored in items:
             yield aid, self.pack(bytes(aid), bytes(stored))
 
-    def packed_records(self, items: Iterable[tuple[bytes, bytes]]
+    def packed_records(self, items: Iterable[tuple[bytes, bytes]], kept: bool
                        ) -> Iterator[tuple[bytes, bytes]]:
         """``items`` (key, record) of the checkin table, their texts packed (a record of an
-        earlier compact's dictionary is unpacked first). Only once stored forms took the
-        dictionary: the ``zdict`` table, copied before, names it only then."""
+        earlier compact's dictionary is unpacked first), only if the dictionary is ``kept``
+        (a stored form or a segment took it: ``zdict`` names it only then)."""
         for cid, raw in items:
             cid, raw = bytes(cid), checkins.plain_record(bytes(cid), bytes(raw))
-            yield cid, checkins.pack_record(raw, self.record) if self.count else raw
+            yield cid, checkins.pack_record(raw, self.record) if kept else raw
 
 
 # A solid segment holds about this many bytes of forms before compression, then as many
