@@ -5,18 +5,19 @@ from __future__ import annotations
 import os
 
 from herofossil.errors import HeroFossilError, IntegrityError, UsageError
+from herofossil.progress import Report, quiet
 from herofossil.store import artifactdir
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader, hashes_to
-from herofossil.store.crosslink import Progress, _quiet, crosslink, topological
+from herofossil.store.crosslink import crosslink, topological
 from herofossil.store.keys import id_key, id_name
 
 # A transaction's worth of imported artifacts: what an import holds in memory at most.
 BATCH_BYTES = 64 << 20
 
 
-def export_artifacts(env, dest: str, progress: Progress = _quiet, prefix_len: int = 2) -> int:
+def export_artifacts(env, dest: str, progress: Report = quiet, prefix_len: int = 2) -> int:
     """Write every artifact to ``dest/AA/BBBB…``; returns how many."""
     os.makedirs(dest, exist_ok=True)
     n = 0
@@ -32,7 +33,7 @@ def export_artifacts(env, dest: str, progress: Progress = _quiet, prefix_len: in
     return n
 
 
-def import_artifacts(env, src: str, progress: Progress = _quiet, *,
+def import_artifacts(env, src: str, progress: Report = quiet, *,
                      batch_bytes: int = BATCH_BYTES) -> int:
     """Add every artifact file under ``src`` (hash-verified) and index what is new.
 

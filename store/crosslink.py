@@ -19,10 +19,11 @@ check-in (``tree_at``).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from herofossil.errors import HeroFossilError, IntegrityError
+from herofossil.progress import Report, quiet
 from herofossil.store import blobs
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
@@ -36,12 +37,6 @@ from herofossil.store.checkins import (
 )
 from herofossil.store.keys import id_key
 from herofossil.store.tree import Tree, perm_of
-
-Progress = Callable[[str, int, int | None], None]
-
-
-def _quiet(label: str, done: int, total: int | None) -> None:
-    return None
 
 
 @dataclass
@@ -117,7 +112,7 @@ def crosslink(
     deltify: bool = False,
     deltify_merges: bool = False,
     stored_refs: bool = False,
-    progress: Progress = _quiet,
+    progress: Report = quiet,
 ) -> Linked:
     """Derive the local state of the artifacts ``aids``, which are now stored.
 

@@ -666,7 +666,7 @@ class StoreEnv:
         waits for a compact); the store is then in use and the copy is dropped, nothing
         changed (``StoreError``). Only the swap of the files excludes other opens.
         """
-        from herofossil.store.maintenance import _quiet
+        from herofossil.progress import quiet
 
         with self.write_lock:
             try:
@@ -679,7 +679,7 @@ class StoreEnv:
                 fcntl.flock(self._lockfd, fcntl.LOCK_SH)  # others may open it meanwhile
                 before = self.disk_size()
                 shutil.rmtree(tmpdir, ignore_errors=True)
-                fmt, copied = self._dense_copy(tmpdir, pack, progress or _quiet)
+                fmt, copied = self._dense_copy(tmpdir, pack, progress or quiet)
                 try:
                     fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError as exc:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 from herofossil import delta
 from herofossil.errors import DeltaError, HeroFossilError, IntegrityError
+from herofossil.progress import Report, quiet
 from herofossil.store import blobs as blobfmt
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
@@ -21,12 +22,7 @@ from herofossil.store.keys import CHAIN, DEPS, id_name, pack_u64
 from herofossil.store.lru import LRU
 from herofossil.store.schema import LOCAL_TABLES
 
-Progress = Callable[[str, int, int | None], None]
 ContentHook = Callable[[bytes, bytes | None, Exception | None], None]
-
-
-def _quiet(label: str, done: int, total: int | None) -> None:
-    return None
 
 
 class _ContentCache(BlobReader):
@@ -51,7 +47,7 @@ class _ContentCache(BlobReader):
         return data
 
 
-def rebuild_txn(txn, db, progress: Progress = _quiet, *, indexed: set[str] | None = None,
+def rebuild_txn(txn, db, progress: Report = quiet, *, indexed: set[str] | None = None,
                 tips: dict[str, bytes] | None = None,
                 on_content: ContentHook | None = None) -> dict:
     """Regenerate every local table from the ``blob`` table, inside one write transaction.
@@ -183,7 +179,7 @@ def _rebuild_chains(txn, db, base_of: dict[bytes, bytes], whole: set[bytes]) -> 
         txn.put(base, DEPS.pack(n), db=db["deps"])
 
 
-def rebuild(env, progress: Progress = _quiet) -> dict:
+def rebuild(env, progress: Report = quiet) -> dict:
     """Regenerate all local state of the store at ``env`` in one durable transaction."""
     MANIFESTS.clear()
     return env.write(lambda txn: rebuild_txn(txn, env.db, progress))

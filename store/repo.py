@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from herofossil.errors import ConflictError, NotFoundError, UsageError
+from herofossil.progress import quiet
 from herofossil.store import blobs as blobfmt
 from herofossil.store import chunks, lmdbenv, refs
 from herofossil.store import manifest as mf
@@ -648,15 +649,15 @@ class Repo:
     def verify(self, progress=None):
         """Re-hash every artifact and compare every index with a rebuild of it, in a child
         process; returns a ``VerifyReport`` (damage is a problem in it, never a crash)."""
-        from herofossil.store.verify import _quiet, verify
+        from herofossil.store.verify import verify
 
-        return verify(self._env.path, progress or _quiet)
+        return verify(self._env.path, progress or quiet)
 
     def rebuild(self, progress=None) -> dict:
         """Regenerate every index from the artifacts alone."""
-        from herofossil.store.maintenance import _quiet, rebuild
+        from herofossil.store.maintenance import rebuild
 
-        return rebuild(self._env, progress or _quiet)
+        return rebuild(self._env, progress or quiet)
 
     def compact(self, pack: bool = True, progress=None) -> tuple[int, int]:
         """Give LMDB's free pages back to the disk and, with ``pack``, pack its history
@@ -682,17 +683,15 @@ class Repo:
     def export_artifacts(self, dest: str, progress=None) -> int:
         """Write every artifact as a file named by its hash (``fossil deconstruct`` layout)."""
         from herofossil.store.artifactio import export_artifacts
-        from herofossil.store.maintenance import _quiet
 
-        return export_artifacts(self._env, dest, progress or _quiet)
+        return export_artifacts(self._env, dest, progress or quiet)
 
     def import_artifacts(self, src: str, progress=None) -> int:
         """Add the artifacts of a ``fossil deconstruct`` directory; returns how many were new."""
         from herofossil.store.artifactio import import_artifacts
-        from herofossil.store.maintenance import _quiet
 
         MANIFESTS.clear()
-        return import_artifacts(self._env, src, progress or _quiet)
+        return import_artifacts(self._env, src, progress or quiet)
 
 def _check_name(name: str, what: str) -> None:
     if isinstance(name, str) and len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:

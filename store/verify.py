@@ -20,12 +20,13 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import lmdb
 
 from herofossil.errors import HeroFossilError, IntegrityError, StoreError
+from herofossil.progress import Report, quiet
 from herofossil.store import blobs as blobfmt
 from herofossil.store.blobs import BlobReader, artifact_id, hashes_to, pack_u64, unpack_u64
 from herofossil.store.checkins import (
@@ -42,7 +43,6 @@ from herofossil.store.sequences import Numbered, entry_ids
 from herofossil.store.tree import PERM_NAMES
 from herofossil.store.tree import decode as tree_entry
 
-Progress = Callable[[str, int, int | None], None]
 LINES_PER_TABLE = 5
 REBUILD = "run 'herofossil rebuild'"
 RESTORE = "restore the store from a backup or a peer"
@@ -51,10 +51,6 @@ EPOCH_KEY = b"sync-epoch"  # store/exchange.py: local state that a rebuild drops
 # What liblmdb dies of on a damaged file (a bad pointer, a page past the file, an assertion).
 _CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
 _RECORD_SEQ = struct.Struct("<Q")  # a check-in record's sequence, after its format byte
-
-
-def _quiet(label: str, done: int, total: int | None) -> None:
-    return None
 
 
 @dataclass
@@ -73,7 +69,7 @@ class VerifyReport:
 
 
 # ---- the parent: run the checker, never crash with it
-def verify(store, progress: Progress = _quiet) -> VerifyReport:
+def verify(store, progress: Report = quiet) -> VerifyReport:
     """Check the store at ``store`` (a path, or an open store environment) in a child
     process; every damage, a crash of the checker included, is a problem line.
 
