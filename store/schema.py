@@ -79,13 +79,22 @@ def lmdb_open(path: str, map_size: int, **options) -> lmdb.Environment:
 
 
 def allocate_lock_file(path: str) -> None:
-    """Make ``path``'s LMDB lock file, when it has none, with its disk blocks before LMDB
-    maps it: LMDB writes the file through a shared mapping, and on a full disk a page
-    without a block kills the process with SIGBUS. ``StoreError`` when the disk has no
-    room; nothing when the directory cannot be written (LMDB then says why, or reads
-    without a lock file). An existing one stays as it is: others may have it mapped."""
+    """Give ``path``'s LMDB lock file its disk blocks before LMDB maps it: LMDB writes the
+    file through a shared mapping, and on a full disk a page without a block kills the
+    process with SIGBUS. A missing one is made whole; one with holes (made by an earlier
+    release, or by LMDB's ftruncate) has them allocated, which changes none of its bytes,
+    so others may have it mapped. ``StoreError`` when the disk has no room; nothing when
+    the file cannot be written (LMDB then says why, or reads without a lock file)."""
     lock = os.path.join(path, "lock.mdb")
-    if os.path.exists(lock):
+    try:
+        st = os.stat(lock)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    else:
+        if st.st_blocks * 512 < st.st_size:  # holes: one fstat when there are none
+            _fill_holes(path, lock, st.st_size)
         return
     tmp = f"{lock}.{os.getpid()}.new"
     try:
@@ -104,6 +113,19 @@ def allocate_lock_file(path: str) -> None:
     finally:
         os.close(fd)
         os.unlink(tmp)
+
+
+def _fill_holes(path: str, lock: str, size: int) -> None:
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return  # not ours to write: LMDB opens it or says why
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        _no_room(path, exc)
+    finally:
+        os.close(fd)
 
 
 def _no_room(path: str, exc: OSError) -> None:

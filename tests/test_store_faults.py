@@ -485,3 +485,38 @@ def test_a_store_created_on_a_full_disk_is_refused_with_store_error_not_killed_b
             with pytest.raises(StoreError):
                 repo.write("b.txt", b"x" * 200_000)
             assert repo.verify().ok
+
+
+@linux_only
+def test_a_sparse_lock_file_of_an_earlier_release_on_a_full_disk_is_a_store_error_not_sigbus(
+        tmp_path):
+    """Earlier releases (and LMDB itself, with ftruncate) left the lock file sparse: on a
+    full disk LMDB's first write into one of its holes killed the process with SIGBUS. Its
+    blocks are now allocated when the store opens (that changes none of its bytes, so
+    others may have it mapped): with room that works, without it is a StoreError."""
+    mnt = tmp_path / "full"
+    with _small_tmpfs(mnt, "1m"):
+        store = mnt / "old"
+        with herofossil.open(str(store), create=True) as repo:
+            repo.write("a.txt", b"kept\n")
+        lock = store / "lock.mdb"
+        lock.unlink()
+        with open(lock, "wb") as f:
+            f.truncate(64 << 10)  # all holes, as ftruncate makes it
+        assert lock.stat().st_blocks == 0
+        fd = os.open(mnt / "ballast", os.O_WRONLY | os.O_CREAT)  # the rest of the disk
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        cli = subprocess.run([sys.executable, "-m", "herofossil", "-R", str(store), "cat",
+                              "a.txt"], capture_output=True, text=True)
+        assert cli.returncode == 10, (cli.returncode, cli.stderr)  # an exit, not a signal
+        assert cli.stderr.count("\n") == 1 and "no room" in cli.stderr, cli.stderr
+        os.unlink(mnt / "ballast")
+        with herofossil.open(str(store)) as repo:  # room again: its blocks are allocated
+            assert repo.read("a.txt") == b"kept\n"
+        assert lock.stat().st_blocks * 512 >= lock.stat().st_size
