@@ -491,6 +491,20 @@ class CheckinIndex:
             RECORDS.remember(cid, record, result)
         return result
 
+    def rebranch(self, cid: bytes, rec: Checkin, branch: str) -> Checkin:
+        """``rec`` (of ``cid``) on ``branch``, the one it inherits, now known; the rest of
+        what ``index_checkin`` derived stays (its sequence, path log and links). Its
+        parents' leaves are the caller's to settle."""
+        record = _encode_record(rec.seq, rec.time, rec.nfiles, rec.parents, rec.baseline,
+                                (rec.date, rec.user, branch, rec.comment, "\n".join(rec.tags)))
+        self.txn.put(cid, record, db=self.dbs["checkin"])
+        self.txn.delete(join_key(rec.branch, b"") + cid, db=self.dbs["leaf"])
+        moved = Checkin(id=rec.id, parents=rec.parents, date=rec.date, time=rec.time,
+                        user=rec.user, comment=rec.comment, branch=branch, seq=rec.seq,
+                        tags=rec.tags, nfiles=rec.nfiles, baseline=rec.baseline)
+        self.settle_leaf(moved)
+        return moved
+
     def unindex(self, cid: bytes, rec: Checkin, paths: Iterable[str]) -> None:
         """Remove what ``index_checkin`` recorded of ``cid`` (its links to its parents
         stay), so that it can be indexed again; ``paths``: its files (the path log)."""

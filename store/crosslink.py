@@ -194,11 +194,12 @@ def crosslink(
 def _relink_children(ci: CheckinIndex, reader, parent: Checkin, linked: Linked) -> None:
     """Derive again what was derived without ``parent``, just indexed: a child indexed
     before it (in a clone a manifest can come ahead of its parent, as the base of the
-    parent's reverse delta) got trunk for its branch and every file as changed, and its
-    descendants inherited that branch."""
-    stack = [parent]
+    parent's reverse delta) got no branch and every file as changed, and its descendants
+    inherited that no-branch. A descendant indexed after its own parent only takes the
+    branch (``rebranch``): a clone of config-L re-derived every check-in once in full."""
+    stack = [(parent, parent.seq)]  # a check-in, and its sequence when first indexed
     while stack:
-        up = stack.pop()
+        up, first = stack.pop()
         for child in ci.children(id_key(up.id)):
             old = ci.get(child)
             if old is None or not old.parents or old.parents[0] != up.id:
@@ -206,17 +207,23 @@ def _relink_children(ci: CheckinIndex, reader, parent: Checkin, linked: Linked) 
             m = MANIFESTS.manifest(reader, child)
             own_branch = any(t.name == "branch" and t.kind == "*" and t.target == "*"
                              for t in m.tags)
-            if old.seq > up.seq and (own_branch or old.branch == up.branch):
-                continue  # indexed after its parent, on the branch it has: right already
-            nfiles, changed = _summary(ci, reader, m, {})
-            # Its path log names what it changed: its files, and what it deleted or renamed
-            # away (against the parent now here, or all its files when it was indexed).
-            ci.unindex(child, old, {*MANIFESTS.files(reader, child), *(changed or ())})
-            rec = ci.index_checkin(child, m, nfiles, changed)
+            if old.seq > first:  # indexed after its parent: what it changed is right
+                if own_branch or old.branch == up.branch:
+                    continue  # and on the branch it has
+                rec = ci.rebranch(child, old, up.branch)
+            else:
+                nfiles, changed = _summary(ci, reader, m, {})
+                # Its path log names what it changed: its files, and what it deleted or
+                # renamed away (against the parent now here, or all its files when it was
+                # indexed).
+                ci.unindex(child, old, {*MANIFESTS.files(reader, child), *(changed or ())})
+                rec = ci.index_checkin(child, m, nfiles, changed)
             linked.branches.update((old.branch, rec.branch))
-            ci.settle_leaf(up)
+            for pid in m.parents:
+                if (p := ci.get(id_key(pid))) is not None:
+                    ci.settle_leaf(p)
             if rec.branch != old.branch:
-                stack.append(rec)
+                stack.append((rec, old.seq))
 
 
 def _summary(ci: CheckinIndex, reader, m: mf.Manifest, new: dict[bytes, mf.Manifest]

@@ -90,6 +90,35 @@ def test_artifacts_arriving_in_any_order_are_indexed_as_the_writes_indexed_them(
     target.close()
 
 
+def test_check_ins_arriving_newest_first_in_batches_are_derived_again_only_where_needed(
+        tmp_path, monkeypatch):
+    """As a clone brings them (an older manifest is a delta on its successor): each batch's
+    oldest check-in comes ahead of its parent, and its descendants inherit no branch until
+    the parent is here. They then take the branch; only the check-in that came ahead of
+    its parent is derived again in full (before, every descendant of it was)."""
+    from herofossil.store import checkins
+
+    source = herofossil.open(tmp_path / "a", create=True)
+    _history(source)
+    artifacts = _contents(source)
+    records = {bytes.fromhex(c.id): c for c in source.log()}
+    files = [(aid, data) for aid, data in artifacts if aid not in records]
+    newest_first = sorted((a for a in artifacts if a[0] in records),
+                          key=lambda a: records[a[0]].seq, reverse=True)
+    batches = [files] + [newest_first[i:i + 6] for i in range(0, len(newest_first), 6)]
+    full = []
+    unindex = checkins.CheckinIndex.unindex
+    monkeypatch.setattr(checkins.CheckinIndex, "unindex",
+                        lambda self, cid, *a: (full.append(cid), unindex(self, cid, *a))[1])
+    target = herofossil.open(tmp_path / "b", create=True)
+    for batch in batches:
+        _receive(target, batch)
+    assert len(records) > 30 and 0 < len(full) <= 2 * len(batches)
+    _assert_same(source, target)
+    source.close()
+    target.close()
+
+
 def test_imported_artifacts_are_stored_as_reverse_deltas_as_written_ones_are(tmp_path):
     source = herofossil.open(tmp_path / "a", create=True)
     for i in range(40):  # versions that differ a little: deltas pay
