@@ -419,8 +419,8 @@ def receive(env, artifacts: list[tuple[bytes, bytes]], *, deltify: bool = False,
         for aid in new:
             aw.note_hashed(aid, _verified(aw, batch, contents, aid))
         phantoms = {aid for aid in new if txn.get(aid, db=env.db["phantom"]) is not None}
-        for aid in new:
-            aw.put_stored(aid, batch[aid])
+        for aid in new:  # each stored as the form ``_verified`` rebuilt and hashed
+            aw.put_stored(aid, batch[aid], verified=True)
         for aid in new:  # once every base is stored
             aw.note_chain(aid)
         linked = crosslink(txn, env.db, new, aw=aw, parsed=None,
