@@ -6,6 +6,7 @@ from setuptools import Extension, setup
 extensions = [
     Extension("herofossil.cext._delta", ["cext/_delta.pyx"]),
     Extension("herofossil.cext._gittree", ["cext/_gittree.pyx"]),
+    Extension("herofossil.cext._manifest", ["cext/_manifest.pyx"]),
 ]
 
 setup(

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from herofossil.errors import IntegrityError, InvalidPathError, ParseError
+from herofossil.store import manifest as manifest_module
 from herofossil.store.artifactdir import artifact_path, iter_artifacts, write_artifact
 from herofossil.store.manifest import (
     ControlArtifact,
@@ -704,7 +705,7 @@ FA = b"F a " + H1.encode() + b"\n"
         (D + b"N text/plain\nT +x " + H1.encode() + b"\n" + U, "N card not allowed", 5),
     ],
 )
-def test_malformed_raises(body, match, line):
+def test_malformed_raises(body, match, line, f_cards):
     data = with_z(body)
     with pytest.raises(ParseError, match=match) as ei:
         parse_artifact(data, "art")
@@ -806,3 +807,85 @@ def test_large_manifest_speed():
         f"parse {t2 - t1:.3f}s, to_bytes {t3 - t2:.3f}s (sorted), reject non-artifact "
         f"{(t4 - t3) * 1e6:.0f}us"
     )
+
+
+# ---------------------------------------------------------------------------
+# The compiled F cards and their readable twin
+
+COMPILED = manifest_module.FILE_CARDS
+PARSERS = ["twin"] + (["compiled"] if COMPILED is not None else [])
+
+
+@pytest.fixture(params=PARSERS)
+def f_cards(request, monkeypatch):
+    """Each test that takes it runs with the compiled F cards and with the twin alone."""
+    if request.param == "twin":
+        monkeypatch.setattr(manifest_module, "FILE_CARDS", None)
+    return request.param
+
+
+def test_the_compiled_f_cards_are_built():
+    assert "compiled" in PARSERS, "herofossil.cext._manifest is not built"
+
+
+def _random_name(rnd: random.Random) -> bytes:
+    """Mostly plain names; now and then one the twin must judge or unescape."""
+    plain = [b"src", b"readme.md", b"d", b"a-b_c", b"~x", b"\xc3\xa9t\xc3\xa9", b"\xff"]
+    odd = [b"a b", b".hidden", b".", b"..", b"x\\y", b"", b"n\\sm", b"a\\nb", b"a..b"]
+    parts = plain + odd if rnd.random() < 0.15 else plain
+    name = b"/".join(rnd.choice(parts) for _ in range(rnd.randint(1, 3)))
+    name += b"%d" % rnd.randrange(1000)
+    if rnd.random() < 0.01:
+        name = b"/" + name
+    if rnd.random() < 0.01:
+        name += b"/"
+    return name.replace(b" ", b"\\s") if rnd.random() < 0.9 else name
+
+
+def _random_f_line(rnd: random.Random, name: bytes) -> bytes:
+    args = [name]
+    shape = rnd.random()
+    if shape > 0.05:
+        args.append(rnd.choice([H1, H2, H3, H1[:-1], "g" * 64, ""]).encode()
+                    if rnd.random() < 0.02 else rnd.choice([H1, H2, H3]).encode())
+        if shape > 0.5:
+            args.append(rnd.choice([b"x", b"l", b"w"]) if rnd.random() < 0.95 else
+                        rnd.choice([b"", b"xl"]))
+            if shape > 0.8:
+                args.append(_random_name(rnd))
+                if shape > 0.99:
+                    args.append(b"extra")
+    sep = b"  " if rnd.random() < 0.005 else b" "
+    return b"F " + sep.join(args) + (b" " if rnd.random() < 0.005 else b"")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_compiled_f_cards_read_every_manifest_as_the_twin_does(seed, monkeypatch):
+    results = []
+    for parser in PARSERS:
+        monkeypatch.setattr(manifest_module, "FILE_CARDS", None if parser == "twin" else COMPILED)
+        got = []
+        rnd = random.Random(seed)  # the same cases for each
+        for _ in range(60):
+            names = sorted({_random_name(rnd) for _ in range(rnd.randint(0, 12))})
+            if rnd.random() < 0.1 and len(names) > 1:
+                names.reverse()  # out of sort order
+            head = (b"B " + H2.encode() + b"\n") if rnd.random() < 0.3 else b""
+            lines = [_random_f_line(rnd, n) for n in names]
+            body = head + C + D + b"".join(line + b"\n" for line in lines) + U
+            try:
+                m = parse_manifest(with_z(body), "m")
+                got.append([(c.name, c.uuid, c.perm, c.oldname) for c in m.files])
+            except ParseError as exc:
+                got.append((str(exc), exc.line))
+        results.append(got)
+    assert all(r == results[0] for r in results)
+    # Both kinds of outcome are among the cases (the generator is not all errors).
+    assert {type(r) for r in results[0]} == {list, tuple}
+
+
+def test_plain_f_cards_are_read_whole_by_the_compiled_parser():
+    names = [f"dir{i // 10}/file{i}.txt" for i in range(300)]
+    body = C + D + b"".join(b"F %s %s\n" % (n.encode(), H1.encode()) for n in sorted(names)) + U
+    m = parse_manifest(with_z(body), "m")
+    assert [c.name for c in m.files] == sorted(names) and {c.uuid for c in m.files} == {H1}

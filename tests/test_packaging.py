@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["herofossil", "herofossil.store", "herofossil.delta", "herofossil.cext",
-           "herofossil.cext._delta", "herofossil.cext._gittree", "herofossil.parsers",
+           "herofossil.cext._delta", "herofossil.cext._gittree", "herofossil.cext._manifest",
+           "herofossil.parsers",
            "herofossil.gitimport", "herofossil.webdav", "herofossil.sync", "herofossil.errors",
            "herofossil.cli"]
 FOLDERS = ["toplevel", "store", "delta", "cext", "parsers", "gitimport", "webdav", "sync"]
@@ -130,7 +131,8 @@ def _problems(inst, cwd: Path) -> list[str]:
             problems.append(f"import {name}: {where['error']}")
         elif not any(Path(where["file"]).is_relative_to(s) for s in inst.site):
             problems.append(f"import {name}: from {where['file']}, not the venv")
-    for kernel in ("herofossil.cext._delta", "herofossil.cext._gittree"):
+    for kernel in ("herofossil.cext._delta", "herofossil.cext._gittree",
+                   "herofossil.cext._manifest"):
         kernel_file = probe["modules"][kernel].get("file", "")
         if not any(kernel_file.endswith(suffix) for suffix in probe["ext"]):
             problems.append(f"{kernel} is not compiled: {kernel_file!r}")
@@ -164,7 +166,7 @@ def test_the_wheel_holds_herofossil_alone_with_its_compiled_kernel(installed):
         if not module.startswith("herofossil.cext._"):
             stem = module.replace(".", "/")
             assert f"{stem}/__init__.py" in names or f"{stem}.py" in names, module
-    for kernel in ("_delta", "_gittree"):
+    for kernel in ("_delta", "_gittree", "_manifest"):
         kernels = {f"herofossil/cext/{kernel}{suffix}" for suffix in EXTENSION_SUFFIXES}
         assert kernels & set(names), (kernel, names)
     entries = {p.name for s in installed.site for p in s.iterdir()}
