@@ -520,8 +520,11 @@ class CheckinIndex:
         """Take check-in ``seq`` out of the path log of the path ``prefix`` names: its own
         entry, or the run that holds it (rewritten without it)."""
         db = self.dbs["pathlog"]
-        cur = self.txn.cursor(db=db)
         key = prefix + pack_u64(seq)
+        if self.txn.get(key, db=db) == b"":  # its own entry, not a run: most of them
+            self.txn.delete(key, db=db)
+            return
+        cur = self.txn.cursor(db=db)
         if cur.set_range(key):
             if cur.key() != key and not cur.prev():  # else: a run before it may hold it
                 return
