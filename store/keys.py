@@ -62,6 +62,10 @@ def unpack_u64(b: bytes) -> int:
 
 def join_key(*parts: str | bytes) -> bytes:
     """``parts`` joined by NUL, text as UTF-8; a last part ``b""`` makes a scan prefix."""
+    if len(parts) == 2:  # most keys (path log, tags, leaves): half the time of the join
+        a, b = parts
+        return ((a.encode() if isinstance(a, str) else a) + b"\0"
+                + (b.encode() if isinstance(b, str) else b))
     return b"\0".join(p.encode() if isinstance(p, str) else p for p in parts)
 
 
