@@ -77,6 +77,7 @@ class _Session:
         self._path = parts.path or "/"
         self._idle: list[http.client.HTTPConnection] = []
         self._busy: set[http.client.HTTPConnection] = set()
+        self._aborted = False
         self._lock = threading.Lock()
 
     def post(self, body: bytes, headers: dict) -> tuple[int, bytes]:
@@ -86,6 +87,8 @@ class _Session:
             answer = self._post_on(conn, body, headers, reused=True)
             if answer is not None:
                 return answer
+        if self._aborted:  # cut, not a stale connection: no second try
+            raise ConnectionAbortedError("the sync stopped")
         return self._post_on(self._kind(self._host, self._port, timeout=TIMEOUT), body,
                              headers, reused=False)
 
@@ -97,6 +100,9 @@ class _Session:
         stores is content-addressed)."""
         resp = None
         with self._lock:
+            if self._aborted:  # cut before it began
+                conn.close()
+                raise ConnectionAbortedError("the sync stopped")
             self._busy.add(conn)
         try:
             conn.putrequest("POST", self._path, skip_accept_encoding=True)
@@ -129,6 +135,7 @@ class _Session:
     def abort(self) -> None:
         """Cut the requests under way (their threads then fail at once)."""
         with self._lock:
+            self._aborted = True
             busy = list(self._busy)
         for conn in busy:
             try:

@@ -341,6 +341,75 @@ def test_a_lying_or_broken_peer_gets_an_error_and_nothing_is_stored(tmp_path, se
         assert origin.verify().ok
 
 
+def test_a_lie_in_one_chunk_of_a_clone_cuts_the_chunk_asked_for_meanwhile(tmp_path, serve,
+                                                                          monkeypatch):
+    """A clone asks for its next chunk while it stores this one. When this one is a lie
+    (an artifact that does not hash to its id), the clone stops with the error at once:
+    it does not wait for the answer under way, which this peer never sends."""
+    import http.server
+    import time
+
+    from herofossil.errors import IntegrityError
+    from herofossil.sync import backend
+
+    origin = herofossil.open(tmp_path / "origin", create=True)
+    for i in range(12):
+        origin.write(f"big/{i}.bin", os.urandom(20_000), message=f"big {i}")
+    origin.close()
+    srv = serve(tmp_path / "origin")
+    monkeypatch.setattr(backend, "FIRST_CHUNK", 32 << 10)
+    monkeypatch.setattr(backend, "MIN_CHUNK", 16 << 10)
+    monkeypatch.setattr(client, "TIMEOUT", 120)
+    cut = threading.Event()
+    asked = []
+
+    class Liar(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            asked.append(body)
+            if len(asked) > 1:  # the chunk asked for ahead: no answer, ever
+                self.connection.settimeout(150)
+                try:
+                    while self.connection.recv(1 << 16):
+                        pass
+                except OSError:
+                    pass
+                cut.set()  # the clone cut it
+                self.close_connection = True
+                return
+            status, data = _post(srv.url, body)
+            answer = wire.decode(data)
+            assert answer.header.get("more") and len(answer.artifacts) > 1
+            aid, _ = answer.artifacts[-1]
+            answer.artifacts[-1] = (aid, blobs.RAW + b"not what it names\n")
+            data = wire.encode(answer)
+            self.send_response(status)
+            self.send_header("Content-Type", wire.CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    liar = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Liar)
+    threading.Thread(target=liar.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises((IntegrityError, SyncError), match="hash"):
+            client.clone(f"http://127.0.0.1:{liar.server_port}/", tmp_path / "copy")
+        # Not after the client's timeout: the request under way was cut, not waited for.
+        assert time.monotonic() - started < 60 and len(asked) == 2
+        assert cut.wait(30)
+    finally:
+        liar.shutdown()
+        liar.server_close()
+    with herofossil.open(tmp_path / "copy") as copy:
+        assert copy.stats()["artifacts"] == 0 and copy.verify().ok  # nothing of the lie
+
+
 def test_a_clone_killed_midway_resumes_and_fetches_only_what_is_missing(tmp_path, serve,
                                                                         monkeypatch):
     origin = herofossil.open(tmp_path / "origin", create=True)
