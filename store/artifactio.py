@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from herofossil.errors import HeroFossilError, IntegrityError, UsageError
-from herofossil.progress import Report, quiet
 from herofossil.store import artifactdir
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
 from herofossil.store.blobs import BlobReader, hashes_to
 from herofossil.store.crosslink import crosslink, topological
 from herofossil.store.keys import id_key, id_name
+from herofossil.store.reports import Report, quiet
 
 # A transaction's worth of imported artifacts: what an import holds in memory at most.
 BATCH_BYTES = 64 << 20

@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from herofossil.errors import HeroFossilError, IntegrityError
-from herofossil.progress import Report, quiet
 from herofossil.store import blobs
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
@@ -36,6 +35,7 @@ from herofossil.store.checkins import (
     checkin_summary,
 )
 from herofossil.store.keys import id_key
+from herofossil.store.reports import Report, quiet
 from herofossil.store.tree import Tree, perm_of
 
 

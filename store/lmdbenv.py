@@ -666,7 +666,7 @@ class StoreEnv:
         waits for a compact); the store is then in use and the copy is dropped, nothing
         changed (``StoreError``). Only the swap of the files excludes other opens.
         """
-        from herofossil.progress import quiet
+        from herofossil.store.reports import quiet
 
         with self.write_lock:
             try:

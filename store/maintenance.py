@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 
 from herofossil import delta
 from herofossil.errors import DeltaError, HeroFossilError, IntegrityError
-from herofossil.progress import Report, quiet
 from herofossil.store import blobs as blobfmt
 from herofossil.store import manifest as mf
 from herofossil.store.artifacts import ArtifactWriter
@@ -20,6 +19,7 @@ from herofossil.store.checkins import DEFAULT_BRANCH, INDEXED, MANIFESTS
 from herofossil.store.crosslink import crosslink, set_tips, topological
 from herofossil.store.keys import CHAIN, DEPS, id_name, pack_u64
 from herofossil.store.lru import LRU
+from herofossil.store.reports import Report, quiet
 from herofossil.store.schema import LOCAL_TABLES
 
 ContentHook = Callable[[bytes, bytes | None, Exception | None], None]

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from herofossil.errors import ConflictError, NotFoundError, UsageError
-from herofossil.progress import quiet
 from herofossil.store import blobs as blobfmt
 from herofossil.store import chunks, lmdbenv, refs
 from herofossil.store import manifest as mf
@@ -30,6 +29,7 @@ from herofossil.store.crosslink import crosslink
 from herofossil.store.keys import id_key, id_name
 from herofossil.store.paths import DIR_MARKER, MAX_NAME, normalize
 from herofossil.store.plumbing import Plumbing, meta_key
+from herofossil.store.reports import quiet
 from herofossil.store.tree import Entry, Tree, tree_key
 from herofossil.store.views import ManifestView, TreeView
 from herofossil.store.writer import AlreadyCommitted

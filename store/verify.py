@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 import lmdb
 
 from herofossil.errors import HeroFossilError, IntegrityError, StoreError
-from herofossil.progress import Report, quiet
 from herofossil.store import blobs as blobfmt
 from herofossil.store.blobs import BlobReader, artifact_id, hashes_to, pack_u64, unpack_u64
 from herofossil.store.checkins import (
@@ -38,6 +37,7 @@ from herofossil.store.checkins import (
 )
 from herofossil.store.keys import id_name
 from herofossil.store.lmdbenv import is_store
+from herofossil.store.reports import Report, quiet
 from herofossil.store.schema import ALL_TABLES, LOCAL_TABLES, lmdb_open
 from herofossil.store.sequences import Numbered, entry_ids
 from herofossil.store.tree import PERM_NAMES

@@ -4,15 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-
-# What a long operation of the store reports to: (stage, done, total or None).
-Report = Callable[[str, int, int | None], None]
-
-
-def quiet(label: str, done: int, total: int | None) -> None:
-    """A report that shows nothing (the default of every long operation)."""
-    return None
 
 
 class Progress:
