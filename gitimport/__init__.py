@@ -1,6 +1,11 @@
-"""Git -> store and store -> Git, lossless: see ``importer``, ``exporter`` and ``metadata``."""
+"""Git -> store and store -> Git, lossless: see ``importer``, ``exporter`` and ``metadata``.
+
+The names below are imported on first use: an import need not load the exporter, nor an
+export the importer (start-up counts on a small history)."""
 
 from __future__ import annotations
+
+import importlib
 
 from herofossil.gitimport.errors import (
     GitError,
@@ -9,9 +14,14 @@ from herofossil.gitimport.errors import (
     ShallowRepositoryError,
     UnstorablePathError,
 )
-from herofossil.gitimport.exporter import ExportResult, export_git
-from herofossil.gitimport.importer import ImportResult, import_git
-from herofossil.gitimport.mapping import git_map
+
+_LAZY = {
+    "import_git": "importer",
+    "ImportResult": "importer",
+    "export_git": "exporter",
+    "ExportResult": "exporter",
+    "git_map": "mapping",
+}
 
 __all__ = [
     "import_git",
@@ -25,3 +35,12 @@ __all__ = [
     "ShallowRepositoryError",
     "UnstorablePathError",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
